@@ -1,0 +1,139 @@
+"""The one envelope every channel produces: a frozen, versioned ticket draft.
+
+A channel adapter parses what arrived, stores the raw original in the blob store, and hands
+off a :class:`TicketDraft`. The router completes it into a ticket. Channels never route: the
+only decisions a draft carries are the ones the sender or the first-contact agent made
+(an explicit category, an on-the-spot resolution).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+DRAFT_SCHEMA_VERSION = 1
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    PHONE = "phone"
+    WEB = "web"
+    FEEDBACK = "feedback"
+    REFERRAL = "referral"
+    LETTER = "letter"
+    API = "api"
+
+
+class FirstContactKind(StrEnum):
+    AGENT = "agent"
+    MAILBOX = "mailbox"
+    WEB = "web"
+    REGULATOR = "regulator"
+    DESK = "desk"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Complainant(_Frozen):
+    name: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, description="E.164 when it could be normalised")
+    phone_raw: str | None = Field(default=None, description="the number exactly as given")
+    email: str | None = Field(default=None, max_length=320)
+    anonymous: bool = False
+
+    @property
+    def contactable(self) -> bool:
+        return bool(self.phone or self.phone_raw or self.email)
+
+
+class FirstContact(_Frozen):
+    """Who first received the complaint (首问责任人): they own it until it is answered."""
+
+    kind: FirstContactKind
+    id: str = Field(min_length=1, max_length=200)
+    department: str | None = None
+
+
+class ResolvedOnContact(_Frozen):
+    """The first receiver closed the complaint on the spot (现场/直接办结)."""
+
+    outcome: str = Field(min_length=1, max_length=4000)
+    answer_code: str | None = Field(default=None, description="scripted answer used (规范应答)")
+
+
+class ReferralOrder(_Frozen):
+    source: str = Field(min_length=1, max_length=100)
+    reference: str = Field(min_length=1, max_length=200)
+    deadline: AwareDatetime | None = None
+
+
+class AttachmentRef(_Frozen):
+    """Metadata of a file already written to the content-addressed blob store."""
+
+    filename: str = Field(max_length=500)
+    content_type: str = Field(max_length=200)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class TicketDraft(_Frozen):
+    """What a channel hands to the queue. Versioned: a router refuses versions it does not know."""
+
+    schema_version: Literal[1] = DRAFT_SCHEMA_VERSION
+    channel: Channel
+    source_key: str = Field(
+        min_length=1,
+        max_length=500,
+        description="the channel's own identity of the inbound item (Message-ID, call id, ...)",
+    )
+    received_at: AwareDatetime
+    complainant: Complainant = Complainant()
+    subject: str = Field(default="", max_length=1000)
+    body: str = Field(default="", max_length=200_000)
+    incident_at: AwareDatetime | None = None
+    category: str | None = Field(
+        default=None, description="a category key chosen by the complainant or the agent"
+    )
+    first_contact: FirstContact
+    resolved_on_contact: ResolvedOnContact | None = None
+    referral: ReferralOrder | None = None
+    attachments: tuple[AttachmentRef, ...] = ()
+    raw_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="blob of the raw original as received, for audit and re-parsing",
+    )
+    notes: tuple[str, ...] = Field(
+        default=(), description="channel observations recorded as intake events (no PII)"
+    )
+
+    @field_validator("source_key")
+    @classmethod
+    def _strip_source_key(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TicketDraft:
+        return cls.model_validate_json(data)
+
+    @property
+    def idempotency_key(self) -> tuple[str, str]:
+        return (self.channel.value, self.source_key)
+
+
+def utc_iso(value: datetime) -> str:
+    """UTC ISO 8601 with a Z, the form the ticket JSON uses."""
+    from datetime import UTC
+
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,102 @@
+"""The queue hand-off: one interface, two backends with the same guarantees.
+
+``EmbeddedQueue`` (``ingest/embedded_queue.py``) keeps messages in a table of the store, so a
+small office needs no broker; ``RabbitQueue`` (``ingest/rabbit_queue.py``) uses RabbitMQ through
+aio-pika. Both give at-least-once delivery:
+
+* ``publish`` returns only when every message is durable (the embedded queue's commit, or a
+  publisher confirm of a persistent message on a durable queue). If it raises
+  :class:`QueueUnavailable`, nothing may be acknowledged to the sender.
+* ``receive`` hands out a batch of :class:`Delivery`; each stays invisible to other consumers
+  until it is acked, retried or released, or until its consumer dies (visibility timeout /
+  channel close), after which it is delivered again.
+* The attempt count travels in the message (``attempt``), never in worker memory.
+* A message delivered more than ``delivery_limit`` times without being settled (a consumer
+  that keeps crashing on it) is set aside by the backend itself and reported by
+  :meth:`QueueBackend.take_expired` so it can become a dead letter with that reason.
+
+Turning a handler's outcome into ack / retry / dead letter happens in exactly one place:
+``workers/settle.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class QueueError(Exception):
+    """Base of the queue's errors."""
+
+
+class QueueUnavailable(QueueError):
+    """The queue could not durably accept or hand out messages; try again later."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to publish. ``message_id`` should be the item's idempotency key."""
+
+    body: bytes
+    message_id: str
+    attempt: int = 1
+
+
+@dataclass
+class Delivery:
+    """A received message. ``handle`` is the backend's own token (delivery tag, row lease)."""
+
+    queue: str
+    body: bytes
+    message_id: str
+    attempt: int
+    handle: Any = field(repr=False, default=None)
+
+
+@dataclass(frozen=True)
+class ExpiredMessage:
+    """A message the backend gave up on after too many unsettled deliveries."""
+
+    queue: str
+    body: bytes
+    message_id: str
+    attempt: int
+    reason: str
+
+
+class QueueBackend(Protocol):
+    """The contract both backends pass (``tests/test_queue_contract.py``)."""
+
+    async def connect(self) -> None:
+        """Open connections and declare the queues this process uses. Idempotent."""
+
+    async def close(self) -> None:
+        """Stop receiving and close. Unsettled deliveries return to the queue."""
+
+    async def declare(self, queue: str) -> None:
+        """Make sure ``queue`` (and its retry and dead-letter companions) exists."""
+
+    async def publish(self, queue: str, messages: Sequence[Outgoing]) -> None:
+        """Durably enqueue all ``messages``; raise :class:`QueueUnavailable` if not all were."""
+
+    async def receive(self, queue: str, max_messages: int, timeout: float) -> list[Delivery]:
+        """Up to ``max_messages`` deliveries, waiting at most ``timeout`` s for the first one."""
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Remove settled messages for good. Call only after their effects are committed."""
+
+    async def retry(self, delivery: Delivery, delay: float) -> None:
+        """Deliver again after ``delay`` s with ``attempt + 1``; the original is removed."""
+
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        """Give back unprocessed deliveries (shutdown) without counting an attempt."""
+
+    async def take_expired(self, queue: str) -> list[ExpiredMessage]:
+        """Remove and return the messages the backend set aside past its delivery limit."""
+
+    async def depth(self, queue: str) -> int:
+        """Messages waiting (not counting retries scheduled later), for metrics and tests."""
+
+    async def ready(self) -> bool:
+        """True when the backend can accept a publish now (for ``/readyz``)."""
