@@ -85,7 +85,9 @@ class BrokerSettings(_Section):
         if value in (None, ""):
             return None
         if not value.startswith(("amqp://", "amqps://")):
-            raise ValueError("use amqp://user:password@host:5672/vhost, or leave it out for the embedded queue")
+            raise ValueError(
+                "use amqp://user:password@host:5672/vhost, or leave it out for the embedded queue"
+            )
         return value
 
 
@@ -96,6 +98,11 @@ class WorkerSettings(_Section):
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
     shutdown_grace_seconds: float = Field(default=20.0, gt=0)
+
+
+class SlaSettings(_Section):
+    interval_seconds: float = Field(default=60.0, gt=0)
+    escalate_unresolved_after: TimeLimit = TimeLimit.parse("30 days")
 
 
 class BlobSettings(_Section):
@@ -221,6 +228,7 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     broker: BrokerSettings = BrokerSettings()
     worker: WorkerSettings = WorkerSettings()
+    sla: SlaSettings = SlaSettings()
     blobs: BlobSettings = BlobSettings()
     http: HttpSettings = HttpSettings()
     logging: LoggingSettings = LoggingSettings()

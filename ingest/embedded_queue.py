@@ -1,0 +1,285 @@
+"""The embedded durable queue: messages are rows of the store's ``queue_messages`` table.
+
+Same guarantees as the RabbitMQ backend (see ``ingest/queue.py``), so ``make run`` needs no
+broker and a crash loses nothing that was committed:
+
+* a publish returns after its transaction commits (SQLite WAL with ``synchronous=FULL``);
+  concurrent publishes are grouped into one transaction (group commit) so the fsync is
+  shared instead of paid once per HTTP request;
+* a receive *leases* rows by pushing ``available_at`` one visibility timeout into the future
+  and stamping a lease token; a consumer that dies simply lets the lease run out;
+* ack deletes, retry re-schedules with ``attempt + 1``, both only for the current lease;
+* a row delivered ``delivery_limit`` times without settlement moves to ``<queue>.dead``.
+
+On PostgreSQL the lease query uses ``FOR UPDATE SKIP LOCKED`` so competing workers never
+wait for each other's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import text
+
+from ingest.queue import Delivery, ExpiredMessage, Outgoing, QueueUnavailable
+from ingest.settings import BrokerSettings
+from store.db import TRANSIENT_DB_ERRORS, Database
+
+_POLL_MIN = 0.005
+_POLL_MAX = 0.25
+
+
+@dataclass(frozen=True)
+class _Lease:
+    row_id: int
+    token: str
+
+
+@dataclass
+class _PendingPublish:
+    queue: str
+    messages: Sequence[Outgoing]
+    done: asyncio.Future[None]
+
+
+class EmbeddedQueue:
+    def __init__(
+        self,
+        database: Database,
+        settings: BrokerSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db = database
+        self._settings = settings
+        self._clock = clock
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._pending: list[_PendingPublish] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+        skip_locked = "" if database.is_sqlite else " FOR UPDATE SKIP LOCKED"
+        self._lease_sql = text(
+            "UPDATE queue_messages SET lease = :token, available_at = :until,"
+            " deliveries = deliveries + 1"
+            " WHERE id IN (SELECT id FROM queue_messages"
+            " WHERE queue = :queue AND available_at <= :now"
+            f" ORDER BY id LIMIT :limit{skip_locked})"
+            " RETURNING id, message_id, body, attempt"
+        )
+        self._expire_sql = text(
+            "UPDATE queue_messages SET queue = :dead, lease = NULL"
+            " WHERE queue = :queue AND available_at <= :now AND deliveries >= :limit"
+        )
+
+    @staticmethod
+    def dead_queue(queue: str) -> str:
+        return f"{queue}.dead"
+
+    async def connect(self) -> None:
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        for wakeup in self._wakeups.values():
+            wakeup.set()
+
+    async def declare(self, queue: str) -> None:
+        self._wakeups.setdefault(queue, asyncio.Event())
+
+    async def publish(self, queue: str, messages: Sequence[Outgoing]) -> None:
+        if not messages:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_PendingPublish(queue, messages, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_pending())
+        await asyncio.shield(done)
+
+    async def _flush_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            now = self._clock()
+            rows = [
+                {
+                    "queue": item.queue,
+                    "message_id": message.message_id,
+                    "body": message.body,
+                    "attempt": message.attempt,
+                    "now": now,
+                }
+                for item in batch
+                for message in item.messages
+            ]
+            try:
+                async with self._db.engine.begin() as conn:
+                    await conn.execute(
+                        text(
+                            "INSERT INTO queue_messages"
+                            " (queue, message_id, body, attempt, deliveries, available_at,"
+                            " enqueued_at) VALUES"
+                            " (:queue, :message_id, :body, :attempt, 0, :now, :now)"
+                        ),
+                        rows,
+                    )
+            except TRANSIENT_DB_ERRORS as exc:
+                for item in batch:
+                    if not item.done.done():
+                        item.done.set_exception(QueueUnavailable(f"store did not commit: {exc}"))
+                continue
+            except BaseException as exc:
+                for item in batch:
+                    if not item.done.done():
+                        item.done.set_exception(exc)
+                raise
+            for item in batch:
+                if not item.done.done():
+                    item.done.set_result(None)
+                self._wakeups.setdefault(item.queue, asyncio.Event()).set()
+
+    async def receive(self, queue: str, max_messages: int, timeout: float) -> list[Delivery]:
+        deadline = time.monotonic() + timeout
+        wakeup = self._wakeups.setdefault(queue, asyncio.Event())
+        pause = _POLL_MIN
+        while not self._closed:
+            wakeup.clear()
+            deliveries = await self._lease(queue, max_messages)
+            if deliveries:
+                return deliveries
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            # Publishes in this process wake us at once; another process's are found by
+            # polling, backing off while the queue stays empty.
+            try:
+                await asyncio.wait_for(wakeup.wait(), min(pause, remaining))
+                pause = _POLL_MIN
+            except TimeoutError:
+                pause = min(pause * 2, _POLL_MAX)
+        return []
+
+    async def _lease(self, queue: str, max_messages: int) -> list[Delivery]:
+        now = self._clock()
+        token = uuid.uuid4().hex
+        try:
+            async with self._db.engine.begin() as conn:
+                await conn.execute(
+                    self._expire_sql,
+                    {
+                        "dead": self.dead_queue(queue),
+                        "queue": queue,
+                        "now": now,
+                        "limit": self._settings.delivery_limit,
+                    },
+                )
+                result = await conn.execute(
+                    self._lease_sql,
+                    {
+                        "token": token,
+                        "until": now + self._settings.visibility_timeout,
+                        "queue": queue,
+                        "now": now,
+                        "limit": max_messages,
+                    },
+                )
+                rows = result.all()
+        except TRANSIENT_DB_ERRORS as exc:
+            raise QueueUnavailable(f"store did not answer: {exc}") from exc
+        rows.sort(key=lambda row: row.id)
+        return [
+            Delivery(
+                queue=queue,
+                body=bytes(row.body),
+                message_id=row.message_id,
+                attempt=row.attempt,
+                handle=_Lease(row.id, token),
+            )
+            for row in rows
+        ]
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        await self._execute(
+            text("DELETE FROM queue_messages WHERE id = :id AND lease = :token"),
+            [_lease_params(d) for d in deliveries],
+        )
+
+    async def retry(self, delivery: Delivery, delay: float) -> None:
+        await self._execute(
+            text(
+                "UPDATE queue_messages SET attempt = attempt + 1, available_at = :at,"
+                " lease = NULL, deliveries = 0 WHERE id = :id AND lease = :token"
+            ),
+            [{**_lease_params(delivery), "at": self._clock() + delay}],
+        )
+
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        await self._execute(
+            text(
+                "UPDATE queue_messages SET available_at = :now, lease = NULL,"
+                " deliveries = deliveries - 1 WHERE id = :id AND lease = :token"
+            ),
+            [{**_lease_params(d), "now": self._clock()} for d in deliveries],
+        )
+
+    async def take_expired(self, queue: str) -> list[ExpiredMessage]:
+        dead = self.dead_queue(queue)
+        try:
+            async with self._db.engine.begin() as conn:
+                result = await conn.execute(
+                    text(
+                        "DELETE FROM queue_messages WHERE queue = :dead"
+                        " RETURNING id, message_id, body, attempt, deliveries"
+                    ),
+                    {"dead": dead},
+                )
+                rows = sorted(result.all(), key=lambda row: row.id)
+        except TRANSIENT_DB_ERRORS as exc:
+            raise QueueUnavailable(f"store did not answer: {exc}") from exc
+        return [
+            ExpiredMessage(
+                queue=queue,
+                body=bytes(row.body),
+                message_id=row.message_id,
+                attempt=row.attempt,
+                reason=(
+                    f"delivery limit exceeded: delivered {row.deliveries} times without being"
+                    " settled (the consumer crashed or timed out on it each time)"
+                ),
+            )
+            for row in rows
+        ]
+
+    async def depth(self, queue: str) -> int:
+        async with self._db.engine.connect() as conn:
+            result = await conn.execute(
+                text(
+                    "SELECT COUNT(*) FROM queue_messages"
+                    " WHERE queue = :queue AND available_at <= :now"
+                ),
+                {"queue": queue, "now": self._clock()},
+            )
+            return int(result.scalar_one())
+
+    async def ready(self) -> bool:
+        return await self._db.ping()
+
+    async def _execute(self, statement: object, params: list[dict[str, object]]) -> None:
+        try:
+            async with self._db.engine.begin() as conn:
+                await conn.execute(statement, params)  # type: ignore[call-overload]
+        except TRANSIENT_DB_ERRORS as exc:
+            raise QueueUnavailable(f"store did not answer: {exc}") from exc
+
+
+def _lease_params(delivery: Delivery) -> dict[str, object]:
+    lease = delivery.handle
+    assert isinstance(lease, _Lease), "delivery does not belong to the embedded queue"
+    return {"id": lease.row_id, "token": lease.token}

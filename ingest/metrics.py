@@ -1,0 +1,55 @@
+"""Prometheus metrics, in a registry of their own passed to whoever counts something."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.drafts_published = Counter(
+            "shouli_drafts_published_total",
+            "Drafts durably handed off",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.tickets_created = Counter(
+            "shouli_tickets_created_total",
+            "Tickets created",
+            ["channel", "status"],
+            registry=self.registry,
+        )
+        self.duplicates = Counter(
+            "shouli_duplicate_drafts_total",
+            "Drafts that matched an existing ticket (redelivery or re-sent item)",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "shouli_dead_letters_total",
+            "Messages moved to dead letters",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.intake_to_commit = Histogram(
+            "shouli_intake_to_commit_seconds",
+            "From a draft's received_at to its ticket's commit",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "shouli_router_batch_size",
+            "Drafts per router transaction",
+            buckets=(1, 2, 5, 10, 25, 50, 100, 200, 500, 1000),
+            registry=self.registry,
+        )
+        self.component_up = Gauge(
+            "shouli_component_up",
+            "1 when a dependency answers",
+            ["component"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,83 @@
+"""Running the roles of a process: HTTP edge and workers on one event loop.
+
+SIGINT / SIGTERM set one ``stopping`` event: the HTTP server stops accepting, each worker
+finishes and settles the batch in hand, then the store and queue are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator, Sequence
+
+import structlog
+import uvicorn
+
+from ingest.http import create_app
+from ingest.runtime import Runtime
+from ingest.settings import Settings
+from workers.registry import build_worker
+
+log = structlog.get_logger(__name__)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Signals belong to the whole process (see run_roles), not to uvicorn alone.
+        yield
+
+
+async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -> int:
+    runtime = await Runtime.open(settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    tasks: dict[asyncio.Task[None], str] = {}
+    server: _Server | None = None
+    failed = False
+    try:
+        for name in workers:
+            worker = build_worker(name, runtime)
+            tasks[asyncio.create_task(worker.run(stopping), name=name)] = name
+        if http:
+            server = _Server(
+                uvicorn.Config(
+                    create_app(runtime),
+                    host=settings.http.host,
+                    port=settings.http.port,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
+                )
+            )
+            tasks[asyncio.create_task(server.serve(), name="http")] = "http"
+        log.info(
+            "shouli_started",
+            roles=(["http"] if http else []) + list(workers),
+            queue="rabbitmq" if settings.broker.url else "embedded",
+            store="sqlite" if settings.database.is_sqlite else "postgresql",
+        )
+        stop_wait = asyncio.create_task(stopping.wait())
+        done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stop_wait and task.exception() is not None:
+                failed = True
+                log.error("role_crashed", role=tasks[task], error=repr(task.exception()))
+        stopping.set()
+        stop_wait.cancel()
+        if server is not None:
+            server.should_exit = True
+        log.info("shouli_stopping")
+        _, pending = await asyncio.wait(tasks, timeout=settings.worker.shutdown_grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await runtime.close()
+        log.info("shouli_stopped")
+    return 1 if failed else 0

@@ -1,0 +1,288 @@
+"""Tickets: creating them from routed drafts in batches, reading them as the ticket JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ingest.draft import TicketDraft, utc_iso
+from store.models import Attachment, Complainant, Event, InboundItem, Ticket
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything in the store is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    kind: str
+    actor: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    """A draft the router has completed: everything needed to insert it in one go."""
+
+    draft: TicketDraft
+    number: str
+    category: str
+    severity: str
+    status: str
+    valid: bool
+    invalid_reason: str | None
+    department: str | None
+    due_at: datetime | None
+    events: tuple[NewEvent, ...]
+
+
+async def existing_numbers(
+    session: AsyncSession, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """Numbers of tickets already made for these (channel, source_key) pairs."""
+    if not keys:
+        return {}
+    found: dict[tuple[str, str], str] = {}
+    # Chunked so a large batch stays under the databases' bound-parameter limits.
+    for start in range(0, len(keys), 400):
+        chunk = keys[start : start + 400]
+        condition = or_(
+            *(and_(Ticket.channel == c, Ticket.source_key == k) for c, k in chunk)  # type: ignore[arg-type]
+        )
+        rows = await session.execute(
+            select(Ticket.channel, Ticket.source_key, Ticket.number).where(condition)
+        )
+        for channel, source_key, number in rows:
+            found[(channel, source_key)] = number
+    return found
+
+
+async def insert_tickets(
+    session: AsyncSession, tickets: Sequence[NewTicket], now: datetime
+) -> None:
+    """Insert complainants, tickets, attachments, events and inbound items in bulk."""
+    if not tickets:
+        return
+    complainant_ids = (
+        (
+            await session.execute(
+                insert(Complainant).returning(Complainant.id, sort_by_parameter_order=True),
+                [t.draft.complainant.model_dump() for t in tickets],
+            )
+        )
+        .scalars()
+        .all()
+    )
+    ticket_rows = [
+        _ticket_row(t, complainant_id, now)
+        for t, complainant_id in zip(tickets, complainant_ids, strict=True)
+    ]
+    ticket_ids = (
+        (
+            await session.execute(
+                insert(Ticket).returning(Ticket.id, sort_by_parameter_order=True), ticket_rows
+            )
+        )
+        .scalars()
+        .all()
+    )
+    attachments: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    inbound: list[dict[str, Any]] = []
+    for ticket, ticket_id in zip(tickets, ticket_ids, strict=True):
+        draft = ticket.draft
+        attachments.extend(
+            {"ticket_id": ticket_id, **attachment.model_dump()} for attachment in draft.attachments
+        )
+        events.extend(
+            {
+                "ticket_id": ticket_id,
+                "at": now,
+                "kind": e.kind,
+                "actor": e.actor,
+                "detail": e.detail,
+            }
+            for e in ticket.events
+        )
+        inbound.append(
+            {
+                "channel": draft.channel.value,
+                "source_key": draft.source_key,
+                "received_at": draft.received_at,
+                "raw_sha256": draft.raw_sha256,
+                "draft": draft.model_dump(mode="json"),
+                "ticket_id": ticket_id,
+                "deliveries": 1,
+            }
+        )
+    if attachments:
+        await session.execute(insert(Attachment), attachments)
+    await session.execute(insert(Event), events)
+    await session.execute(insert(InboundItem), inbound)
+
+
+def _ticket_row(ticket: NewTicket, complainant_id: int, now: datetime) -> dict[str, Any]:
+    draft = ticket.draft
+    referral = draft.referral
+    return {
+        "number": ticket.number,
+        "channel": draft.channel.value,
+        "source_key": draft.source_key,
+        "received_at": draft.received_at,
+        "complainant_id": complainant_id,
+        "subject": draft.subject,
+        "body": draft.body,
+        "incident_at": draft.incident_at,
+        "category": ticket.category,
+        "severity": ticket.severity,
+        "status": ticket.status,
+        "valid": ticket.valid,
+        "invalid_reason": ticket.invalid_reason,
+        "first_contact_kind": draft.first_contact.kind.value,
+        "first_contact_id": draft.first_contact.id,
+        "first_contact_department": draft.first_contact.department,
+        "department": ticket.department,
+        "due_at": ticket.due_at,
+        "referral_source": referral.source if referral else None,
+        "referral_reference": referral.reference if referral else None,
+        "referral_deadline": referral.deadline if referral else None,
+        "raw_sha256": draft.raw_sha256,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def find_ticket(session: AsyncSession, number: str) -> Ticket | None:
+    result = await session.execute(select(Ticket).where(Ticket.number == number))  # type: ignore[arg-type]
+    return result.scalar_one_or_none()
+
+
+async def add_event(session: AsyncSession, ticket: Ticket, event: NewEvent, at: datetime) -> None:
+    assert ticket.id is not None
+    await session.execute(
+        insert(Event).values(
+            ticket_id=ticket.id, at=at, kind=event.kind, actor=event.actor, detail=event.detail
+        )
+    )
+
+
+async def ticket_json(session: AsyncSession, ticket: Ticket) -> dict[str, Any]:
+    """The ticket as CONTRACT.md's "Ticket JSON", with its events in order."""
+    complainant = (
+        await session.get(Complainant, ticket.complainant_id) if ticket.complainant_id else None
+    )
+    attachments = (
+        (
+            await session.execute(
+                select(Attachment).where(Attachment.ticket_id == ticket.id).order_by(Attachment.id)  # type: ignore[arg-type]
+            )
+        )
+        .scalars()
+        .all()
+    )
+    events = (
+        (
+            await session.execute(
+                select(Event).where(Event.ticket_id == ticket.id).order_by(Event.id)  # type: ignore[arg-type]
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return ticket_summary(ticket, complainant) | {
+        "attachments": [
+            {
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.sha256,
+            }
+            for a in attachments
+        ],
+        "events": [
+            {"at": _iso(e.at), "kind": e.kind, "actor": e.actor, "detail": e.detail} for e in events
+        ],
+    }
+
+
+def ticket_summary(ticket: Ticket, complainant: Complainant | None) -> dict[str, Any]:
+    """The ticket JSON without attachments and events (for listings)."""
+    referral = None
+    if ticket.referral_source:
+        referral = {
+            "source": ticket.referral_source,
+            "reference": ticket.referral_reference,
+            "deadline": _iso(ticket.referral_deadline),
+        }
+    return {
+        "number": ticket.number,
+        "channel": ticket.channel,
+        "source_key": ticket.source_key,
+        "received_at": _iso(ticket.received_at),
+        "complainant": {
+            "name": complainant.name if complainant else None,
+            "phone": complainant.phone if complainant else None,
+            "email": complainant.email if complainant else None,
+            "anonymous": complainant.anonymous if complainant else True,
+        },
+        "subject": ticket.subject,
+        "body": ticket.body,
+        "incident_at": _iso(ticket.incident_at),
+        "category": ticket.category,
+        "severity": ticket.severity,
+        "status": ticket.status,
+        "valid": ticket.valid,
+        "invalid_reason": ticket.invalid_reason,
+        "first_contact": {
+            "kind": ticket.first_contact_kind,
+            "id": ticket.first_contact_id,
+            "department": ticket.first_contact_department,
+        },
+        "department": ticket.department,
+        "due_at": _iso(ticket.due_at),
+        "referral": referral,
+        "links": {"repeat_of": ticket.repeat_of, "batch": ticket.batch},
+    }
+
+
+async def list_tickets(
+    session: AsyncSession,
+    *,
+    channel: str | None = None,
+    since: datetime | None = None,
+    status: str | None = None,
+    department: str | None = None,
+    after_id: int = 0,
+    limit: int = 100,
+) -> list[tuple[int, dict[str, Any]]]:
+    """Tickets in creation order, as (id, summary) so callers can page by id."""
+    query = (
+        select(Ticket, Complainant)
+        .outerjoin(Complainant, Complainant.id == Ticket.complainant_id)  # type: ignore[arg-type]
+        .where(Ticket.id > after_id)  # type: ignore[arg-type,operator]
+        .order_by(Ticket.id)  # type: ignore[arg-type]
+        .limit(limit)
+    )
+    if channel:
+        query = query.where(Ticket.channel == channel)  # type: ignore[arg-type]
+    if since:
+        query = query.where(Ticket.received_at >= since)  # type: ignore[arg-type,operator]
+    if status:
+        query = query.where(Ticket.status == status)  # type: ignore[arg-type]
+    if department:
+        query = query.where(Ticket.department == department)  # type: ignore[arg-type]
+    rows = (await session.execute(query)).all()
+    return [(ticket.id, ticket_summary(ticket, complainant)) for ticket, complainant in rows]
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = as_utc(value)
+    return utc_iso(value) if value else None

@@ -1,0 +1,276 @@
+"""The router worker: consumes drafts in micro-batches and completes them into tickets.
+
+A batch is routed (pure, in memory), then written in ONE transaction, and only after that
+commit are its messages acked: per-item round trips would cap the path at a few hundred
+tickets per second. If the batch transaction fails for a reason other than an outage, the
+batch is replayed item by item so one poison draft cannot hold back the others.
+Idempotent on (channel, source_key): a redelivered or re-sent draft finds its ticket and is
+simply acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import structlog
+from pydantic import ValidationError
+
+from ingest.draft import TicketDraft
+from ingest.metrics import Metrics
+from ingest.queue import Delivery, QueueBackend, QueueUnavailable
+from ingest.queues import QueueNames
+from ingest.settings import Settings
+from router.calendar import WorkCalendar
+from router.complete import deadline_for, decision_events
+from router.rules import Router
+from store.db import TRANSIENT_DB_ERRORS, Database
+from store.numbering import allocate_numbers, period_of
+from store.tickets import NewTicket, existing_numbers, insert_tickets
+from workers.settle import Done, Outcome, Reject, Retry, Settler
+
+log = structlog.get_logger(__name__)
+
+_EXPIRED_SWEEP_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class _Routed:
+    index: int
+    draft: TicketDraft
+    ticket: NewTicket  # number filled in inside the transaction
+
+
+class RouterWorker:
+    name = "router"
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        queue: QueueBackend,
+        database: Database,
+        router: Router,
+        calendar: WorkCalendar,
+        metrics: Metrics,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._settings = settings
+        self._queue = queue
+        self._db = database
+        self._router = router
+        self._calendar = calendar
+        self._metrics = metrics
+        self._clock = clock
+        self._queue_name = QueueNames(settings.broker.prefix).drafts
+        self._timezone = ZoneInfo(settings.organisation.timezone)
+        self._settler = Settler(
+            queue,
+            database,
+            settings.worker,
+            on_dead_letter=lambda q: metrics.dead_letters.labels(queue=q).inc(),
+        )
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Consume until ``stopping`` is set; the batch in hand is finished first."""
+        await self._queue.declare(self._queue_name)
+        worker = self._settings.worker
+        next_sweep = 0.0
+        unavailable_since: float | None = None
+        log.info("router_started", queue=self._queue_name)
+        while not stopping.is_set():
+            try:
+                if time.monotonic() >= next_sweep:
+                    await self._settler.collect_expired(self._queue_name)
+                    next_sweep = time.monotonic() + _EXPIRED_SWEEP_SECONDS
+                deliveries = await self._queue.receive(
+                    self._queue_name, worker.batch_size, timeout=0.5
+                )
+                if unavailable_since is not None:
+                    log.info(
+                        "queue_available_again",
+                        after_s=round(time.monotonic() - unavailable_since, 1),
+                    )
+                    unavailable_since = None
+                if not deliveries:
+                    continue
+                results = await self.process(deliveries)
+                await self._settler.settle(results)
+            except (QueueUnavailable, *TRANSIENT_DB_ERRORS) as exc:
+                # Logged once per outage, not once per poll.
+                if unavailable_since is None:
+                    unavailable_since = time.monotonic()
+                    log.error("router_dependency_unavailable", error=type(exc).__name__)
+                await _sleep_or_stop(stopping, 1.0)
+        log.info("router_stopped")
+
+    async def process(self, deliveries: Sequence[Delivery]) -> list[tuple[Delivery, Outcome]]:
+        outcomes: list[Outcome | None] = [None] * len(deliveries)
+        routed: list[_Routed] = []
+        for index, delivery in enumerate(deliveries):
+            try:
+                draft = TicketDraft.from_bytes(delivery.body)
+            except ValidationError as exc:
+                outcomes[index] = Reject(f"not a valid ticket draft: {_summarise(exc)}")
+                continue
+            try:
+                routed.append(_Routed(index, draft, self._complete(draft)))
+            except Exception as exc:
+                # A routing bug is permanent for this draft until fixed: keep it, replay later.
+                log.exception("routing_failed", source_key=draft.source_key)
+                outcomes[index] = Reject(f"routing failed: {type(exc).__name__}: {exc}")
+        if routed:
+            for index, outcome in (await self._store(routed)).items():
+                outcomes[index] = outcome
+        return [
+            (d, o if o is not None else Retry("not processed"))
+            for d, o in zip(deliveries, outcomes, strict=True)
+        ]
+
+    def _complete(self, draft: TicketDraft) -> NewTicket:
+        decision = self._router.route(draft)
+        deadline = deadline_for(draft, decision, self._calendar, self._settings.time_limits)
+        return NewTicket(
+            draft=draft,
+            number="",
+            category=decision.category,
+            severity=decision.severity.value,
+            status=decision.status,
+            valid=decision.valid,
+            invalid_reason=decision.invalid_reason,
+            department=decision.department,
+            due_at=deadline.due_at if deadline else None,
+            events=decision_events(draft, decision, deadline),
+        )
+
+    async def _store(self, routed: list[_Routed]) -> dict[int, Outcome]:
+        try:
+            return await self._write(routed)
+        except TRANSIENT_DB_ERRORS as exc:
+            if len(routed) == 1 or _is_outage(exc):
+                return {r.index: Retry(f"store unavailable: {type(exc).__name__}") for r in routed}
+        except Exception:
+            if len(routed) == 1:
+                raise
+        # Something in the batch broke the transaction: isolate it.
+        outcomes: dict[int, Outcome] = {}
+        for item in routed:
+            try:
+                outcomes.update(await self._write([item]))
+            except TRANSIENT_DB_ERRORS as exc:
+                if _is_outage(exc):
+                    outcomes[item.index] = Retry(f"store unavailable: {type(exc).__name__}")
+                else:
+                    outcomes[item.index] = Reject(
+                        f"could not be stored: {type(exc).__name__}: {exc}"
+                    )
+            except Exception as exc:
+                log.exception("ticket_store_failed", source_key=item.draft.source_key)
+                outcomes[item.index] = Reject(f"could not be stored: {type(exc).__name__}: {exc}")
+        return outcomes
+
+    async def _write(self, routed: list[_Routed]) -> dict[int, Outcome]:
+        outcomes: dict[int, Outcome] = {}
+        created: list[NewTicket] = []
+        duplicates: list[tuple[_Routed, str]] = []
+        now = self._clock()
+        async with self._db.transaction() as session:
+            existing = await existing_numbers(session, [r.draft.idempotency_key for r in routed])
+            fresh: dict[tuple[str, str], _Routed] = {}
+            for item in routed:
+                key = item.draft.idempotency_key
+                if key in existing:
+                    duplicates.append((item, existing[key]))
+                elif key in fresh:
+                    duplicates.append((item, ""))
+                else:
+                    fresh[key] = item
+            by_period: dict[str, list[_Routed]] = {}
+            for item in fresh.values():
+                period = period_of(
+                    self._settings.organisation.number_prefix,
+                    item.draft.received_at,
+                    self._timezone,
+                )
+                by_period.setdefault(period, []).append(item)
+            for period in sorted(by_period):
+                items = by_period[period]
+                numbers = await allocate_numbers(session, period, len(items))
+                created.extend(
+                    _with_number(item.ticket, number)
+                    for item, number in zip(items, numbers, strict=True)
+                )
+            await insert_tickets(session, created, now)
+        committed = datetime.now(UTC)
+        self._metrics.batch_size.observe(len(routed))
+        for ticket in created:
+            self._metrics.tickets_created.labels(
+                channel=ticket.draft.channel.value, status=ticket.status
+            ).inc()
+            self._metrics.intake_to_commit.observe(
+                max((committed - ticket.draft.received_at).total_seconds(), 0)
+            )
+            log.info(
+                "ticket_created",
+                number=ticket.number,
+                channel=ticket.draft.channel.value,
+                category=ticket.category,
+                severity=ticket.severity,
+                department=ticket.department,
+                status=ticket.status,
+            )
+        for item, number in duplicates:
+            self._metrics.duplicates.labels(channel=item.draft.channel.value).inc()
+            log.info(
+                "duplicate_draft_ignored", source_key=item.draft.source_key, number=number or None
+            )
+        for item in routed:
+            outcomes[item.index] = Done()
+        return outcomes
+
+
+def _with_number(ticket: NewTicket, number: str) -> NewTicket:
+    from dataclasses import replace
+
+    return replace(ticket, number=number)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Connection-level failures; an IntegrityError or a bad value is not an outage."""
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+
+    if isinstance(exc, IntegrityError):
+        return False
+    if isinstance(exc, DBAPIError):
+        return (
+            bool(exc.connection_invalidated)
+            or "locked" in str(exc).lower()
+            or _looks_like_connection_error(exc)
+        )
+    return True
+
+
+def _looks_like_connection_error(exc: BaseException) -> bool:
+    text = f"{type(exc.__cause__).__name__} {exc}".lower()
+    return any(
+        word in text for word in ("connect", "closed", "timeout", "terminat", "shutdown", "refused")
+    )
+
+
+def _summarise(exc: ValidationError) -> str:
+    parts = [
+        f"{'.'.join(str(p) for p in error['loc']) or '(body)'}: {error['msg']}"
+        for error in exc.errors()[:5]
+    ]
+    return "; ".join(parts)
+
+
+async def _sleep_or_stop(stopping: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except TimeoutError:
+        pass
