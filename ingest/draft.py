@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-DRAFT_SCHEMA_VERSION = 1
+DRAFT_SCHEMA_VERSION: Final = 1
 
 
 class Channel(StrEnum):

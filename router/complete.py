@@ -28,15 +28,25 @@ def deadline_for(
     referring authority's own deadline when that is earlier."""
     if decision.status != "dispatched":
         return None
+    # The channel's own limit (e.g. 2 working days for supervision feedback) and the
+    # severity's both apply: the earlier one wins, so a major feedback is not slowed down.
+    candidates = [
+        Deadline(
+            calendar.add(draft.received_at, limits.handle[decision.severity]),
+            f"deadline.severity.{decision.severity.value}",
+            str(limits.handle[decision.severity]),
+        )
+    ]
     channel_limit = limits.by_channel.get(draft.channel.value)
     if channel_limit is not None:
-        limit, rule = channel_limit, f"deadline.channel.{draft.channel.value}"
-    else:
-        limit, rule = (
-            limits.handle[decision.severity],
-            f"deadline.severity.{decision.severity.value}",
+        candidates.append(
+            Deadline(
+                calendar.add(draft.received_at, channel_limit),
+                f"deadline.channel.{draft.channel.value}",
+                str(channel_limit),
+            )
         )
-    deadline = Deadline(calendar.add(draft.received_at, limit), rule, str(limit))
+    deadline = min(candidates, key=lambda d: d.due_at)
     order_deadline = draft.referral.deadline if draft.referral else None
     if order_deadline is not None and order_deadline < deadline.due_at:
         return Deadline(order_deadline, "deadline.referral", "the referring authority's deadline")

@@ -11,7 +11,7 @@ category (first hit wins)
 severity (all consulted; each hit may raise the level, never lower it)
     ``severity.default``, then ``severity.<name>`` for each ``severity_rules`` entry
 dispatch (first hit wins)
-    ``dispatch.invalid``, ``dispatch.first_contact_closed``, ``dispatch.discipline``,
+    ``dispatch.invalid``, ``dispatch.discipline``, ``dispatch.first_contact_closed``,
     ``dispatch.coordinating``, ``dispatch.category``
 
 Everything that depends only on the settings is computed once in ``__init__``; ``route`` reads
@@ -296,6 +296,22 @@ class Router:
             return self._coordinating, "invalid"
         trace.append(RuleTrace(rule, False, "complaint is valid"))
 
+        rule = "dispatch.discipline"
+        # 违规违纪 goes to the discipline office, never to the department complained about,
+        # whatever category the complaint was filed under; and before on-the-spot closure,
+        # so a first receiver cannot close a complaint about misconduct by themselves.
+        misconduct_hits = [k for c in self._misconduct for k in c.keywords.hits(found)]
+        if category.misconduct:
+            trace.append(
+                RuleTrace(rule, True, f"department={self._discipline} (category {category.key})")
+            )
+            return self._discipline, "dispatched"
+        if misconduct_hits:
+            words = ", ".join(dict.fromkeys(misconduct_hits))
+            trace.append(RuleTrace(rule, True, f"department={self._discipline} ({words})"))
+            return self._discipline, "dispatched"
+        trace.append(RuleTrace(rule, False, "no misconduct category or keyword"))
+
         rule = "dispatch.first_contact_closed"
         if draft.resolved_on_contact is None:
             trace.append(RuleTrace(rule, False, "not resolved on contact"))
@@ -311,21 +327,6 @@ class Router:
             )
             trace.append(RuleTrace(rule, True, f"department={category.department} ({why}), closed"))
             return category.department, "closed"
-
-        rule = "dispatch.discipline"
-        # 违规违纪 goes to the discipline office, never to the department complained about,
-        # whatever category the complaint was filed under.
-        misconduct_hits = [k for c in self._misconduct for k in c.keywords.hits(found)]
-        if category.misconduct:
-            trace.append(
-                RuleTrace(rule, True, f"department={self._discipline} (category {category.key})")
-            )
-            return self._discipline, "dispatched"
-        if misconduct_hits:
-            words = ", ".join(dict.fromkeys(misconduct_hits))
-            trace.append(RuleTrace(rule, True, f"department={self._discipline} ({words})"))
-            return self._discipline, "dispatched"
-        trace.append(RuleTrace(rule, False, "no misconduct category or keyword"))
 
         rule = "dispatch.coordinating"
         # 首问负责制: when the owner is unclear or several departments are involved, the

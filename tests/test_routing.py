@@ -217,6 +217,20 @@ CATEGORY_CASES = [
         ("category.keywords", "dispatch.first_contact_closed"),
         status="closed",
     ),
+    Routed(
+        "a misconduct complaint cannot be closed on the spot by the first receiver",
+        {
+            "channel": Channel.PHONE,
+            "body": "抄表员吃拿卡要，向我索要好处费",
+            "first_contact": FirstContact(
+                kind=FirstContactKind.AGENT, id="agent-007", department="customer_service"
+            ),
+            "resolved_on_contact": ResolvedOnContact(outcome="已安抚"),
+        },
+        "misconduct",
+        "discipline",
+        ("category.keywords", "dispatch.discipline"),
+    ),
 ]
 
 
@@ -595,8 +609,8 @@ def test_trace_lists_every_rule_consulted_in_order(router: Router) -> None:
         ("severity.repeated", True),
         ("severity.referral", False),
         ("dispatch.invalid", False),
-        ("dispatch.first_contact_closed", False),
         ("dispatch.discipline", False),
+        ("dispatch.first_contact_closed", False),
         ("dispatch.coordinating", False),
         ("dispatch.category", True),
     ]
