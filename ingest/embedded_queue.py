@@ -22,15 +22,18 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, Row, TextClause, text
 
 from ingest.queue import Delivery, ExpiredMessage, Outgoing, QueueUnavailable
 from ingest.settings import BrokerSettings
 from store.db import TRANSIENT_DB_ERRORS, Database
 
-_POLL_MIN = 0.005
-_POLL_MAX = 0.25
+# Idle polling is a read-only probe (WAL readers do not touch the write lock), so it can be
+# frequent: another process's publish is seen within _POLL_MAX.
+_POLL_MIN = 0.002
+_POLL_MAX = 0.02
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,14 @@ class EmbeddedQueue:
             " WHERE queue = :queue AND available_at <= :now"
             f" ORDER BY id LIMIT :limit{skip_locked})"
             " RETURNING id, message_id, body, attempt"
+        )
+        self._insert_sql = text(
+            "INSERT INTO queue_messages"
+            " (queue, message_id, body, attempt, deliveries, available_at, enqueued_at)"
+            " VALUES (:queue, :message_id, :body, :attempt, 0, :now, :now)"
+        )
+        self._probe_sql = text(
+            "SELECT 1 FROM queue_messages WHERE queue = :queue AND available_at <= :now LIMIT 1"
         )
         self._expire_sql = text(
             "UPDATE queue_messages SET queue = :dead, lease = NULL"
@@ -116,16 +127,7 @@ class EmbeddedQueue:
                 for message in item.messages
             ]
             try:
-                async with self._db.engine.begin() as conn:
-                    await conn.execute(
-                        text(
-                            "INSERT INTO queue_messages"
-                            " (queue, message_id, body, attempt, deliveries, available_at,"
-                            " enqueued_at) VALUES"
-                            " (:queue, :message_id, :body, :attempt, 0, :now, :now)"
-                        ),
-                        rows,
-                    )
+                await self._db.write(lambda conn, rows=rows: conn.execute(self._insert_sql, rows))
             except TRANSIENT_DB_ERRORS as exc:
                 for item in batch:
                     if not item.done.done():
@@ -166,27 +168,29 @@ class EmbeddedQueue:
         now = self._clock()
         token = uuid.uuid4().hex
         try:
-            async with self._db.engine.begin() as conn:
-                await conn.execute(
-                    self._expire_sql,
-                    {
-                        "dead": self.dead_queue(queue),
-                        "queue": queue,
-                        "now": now,
-                        "limit": self._settings.delivery_limit,
-                    },
-                )
-                result = await conn.execute(
-                    self._lease_sql,
-                    {
-                        "token": token,
-                        "until": now + self._settings.visibility_timeout,
-                        "queue": queue,
-                        "now": now,
-                        "limit": max_messages,
-                    },
-                )
-                rows = result.all()
+            async with self._db.read_engine.connect() as reader:
+                probe = await reader.execute(self._probe_sql, {"queue": queue, "now": now})
+                if probe.first() is None:
+                    return []
+            expire = {
+                "dead": self.dead_queue(queue),
+                "queue": queue,
+                "now": now,
+                "limit": self._settings.delivery_limit,
+            }
+            lease = {
+                "token": token,
+                "until": now + self._settings.visibility_timeout,
+                "queue": queue,
+                "now": now,
+                "limit": max_messages,
+            }
+
+            def take(conn: Connection) -> list[Row[Any]]:
+                conn.execute(self._expire_sql, expire)
+                return list(conn.execute(self._lease_sql, lease).all())
+
+            rows = await self._db.write(take)
         except TRANSIENT_DB_ERRORS as exc:
             raise QueueUnavailable(f"store did not answer: {exc}") from exc
         rows.sort(key=lambda row: row.id)
@@ -232,15 +236,14 @@ class EmbeddedQueue:
     async def take_expired(self, queue: str) -> list[ExpiredMessage]:
         dead = self.dead_queue(queue)
         try:
-            async with self._db.engine.begin() as conn:
-                result = await conn.execute(
-                    text(
-                        "DELETE FROM queue_messages WHERE queue = :dead"
-                        " RETURNING id, message_id, body, attempt, deliveries"
-                    ),
-                    {"dead": dead},
-                )
-                rows = sorted(result.all(), key=lambda row: row.id)
+            statement = text(
+                "DELETE FROM queue_messages WHERE queue = :dead"
+                " RETURNING id, message_id, body, attempt, deliveries"
+            )
+            result = await self._db.write(
+                lambda conn: list(conn.execute(statement, {"dead": dead}).all())
+            )
+            rows = sorted(result, key=lambda row: row.id)
         except TRANSIENT_DB_ERRORS as exc:
             raise QueueUnavailable(f"store did not answer: {exc}") from exc
         return [
@@ -258,7 +261,7 @@ class EmbeddedQueue:
         ]
 
     async def depth(self, queue: str) -> int:
-        async with self._db.engine.connect() as conn:
+        async with self._db.read_engine.connect() as conn:
             result = await conn.execute(
                 text(
                     "SELECT COUNT(*) FROM queue_messages"
@@ -271,10 +274,9 @@ class EmbeddedQueue:
     async def ready(self) -> bool:
         return await self._db.ping()
 
-    async def _execute(self, statement: object, params: list[dict[str, object]]) -> None:
+    async def _execute(self, statement: TextClause, params: list[dict[str, object]]) -> None:
         try:
-            async with self._db.engine.begin() as conn:
-                await conn.execute(statement, params)  # type: ignore[call-overload]
+            await self._db.write(lambda conn: conn.execute(statement, params))
         except TRANSIENT_DB_ERRORS as exc:
             raise QueueUnavailable(f"store did not answer: {exc}") from exc
 

@@ -28,9 +28,12 @@ _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za
 _DIGITS = re.compile(r"(?<![A-Za-z0-9])\+?\d[\d\s-]{5,}\d")
 
 
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
 def _mask_digits(match: re.Match[str]) -> str:
     digits = re.sub(r"\D", "", match.group(0))
-    if len(digits) < 7:
+    if len(digits) < 7 or _DATE.match(match.group(0)):
         return match.group(0)
     return f"{digits[:3]}****{digits[-2:]}"
 
@@ -54,8 +57,14 @@ def _redact_value(key: str, value: Any) -> Any:
     return value
 
 
+_PASS_THROUGH = frozenset({"timestamp", "event", "level", "logger"})
+
+
 def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    return {key: _redact_value(key, value) for key, value in event_dict.items()}
+    return {
+        key: value if key in _PASS_THROUGH else _redact_value(key, value)
+        for key, value in event_dict.items()
+    }
 
 
 def configure_logging(settings: LoggingSettings) -> None:

@@ -93,7 +93,6 @@ class BrokerSettings(_Section):
 
 class WorkerSettings(_Section):
     batch_size: int = Field(default=200, ge=1, le=5000)
-    batch_wait_ms: int = Field(default=10, ge=0, le=5000)
     max_attempts: int = Field(default=6, ge=1, le=100)
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -18,6 +19,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from ingest.settings import DatabaseSettings
+
+
+T = TypeVar("T")
 
 
 class StoreUnavailable(Exception):
@@ -35,23 +39,56 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class Database:
-    """The engine and session factory, passed by constructor to whoever needs the store."""
+    """The engines and session factories, passed by constructor to whoever needs the store.
+
+    ``transaction()`` and ``engine`` are for work that writes. ``sessions()`` and
+    ``read_engine`` are for reads only: on SQLite they use deferred transactions, which in
+    WAL mode neither wait for the writer nor hold it up; on PostgreSQL they are the same.
+    """
 
     def __init__(self, settings: DatabaseSettings) -> None:
         self.settings = settings
         self.is_sqlite = settings.is_sqlite
         self.engine = _create_engine(settings)
-        self.sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        self.read_engine = _create_engine(settings, writer=False) if self.is_sqlite else self.engine
+        self.sessions = async_sessionmaker(
+            self.read_engine, class_=AsyncSession, expire_on_commit=False
+        )
+        self._write_sessions = async_sessionmaker(
+            self.engine, class_=AsyncSession, expire_on_commit=False
+        )
+        self._sync_writer: Engine | None = (
+            _create_sync_sqlite_engine(settings) if self.is_sqlite else None
+        )
+
+    async def write(self, body: Callable[[Connection], T]) -> T:
+        """Run ``body`` (synchronous Core statements) in one write transaction.
+
+        The hot paths (router batches, the embedded queue) use this. On SQLite the whole
+        transaction runs in one worker thread: going through aiosqlite would cost a thread
+        round trip per statement, which dominated the router's time per batch. On PostgreSQL
+        asyncpg is natively async and ``run_sync`` drives the same body on the event loop.
+        """
+        if self._sync_writer is not None:
+            writer = self._sync_writer
+
+            def run() -> T:
+                with writer.begin() as conn:
+                    return body(conn)
+
+            return await asyncio.to_thread(run)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(body)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction, committed on success, rolled back on error."""
-        async with self.sessions() as session, session.begin():
+        async with self._write_sessions() as session, session.begin():
             yield session
 
     async def ping(self) -> bool:
         try:
-            async with self.engine.connect() as conn:
+            async with self.read_engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             return True
         except Exception:
@@ -59,9 +96,13 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._sync_writer is not None:
+            self._sync_writer.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
 
 
-def _create_engine(settings: DatabaseSettings) -> AsyncEngine:
+def _create_engine(settings: DatabaseSettings, *, writer: bool = True) -> AsyncEngine:
     url = make_url(settings.url)
     if settings.is_sqlite:
         if url.database and url.database != ":memory:":
@@ -72,7 +113,7 @@ def _create_engine(settings: DatabaseSettings) -> AsyncEngine:
             max_overflow=0,
             connect_args={"timeout": 30},
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, writer=writer)
         return engine
     return create_async_engine(
         url,
@@ -82,8 +123,22 @@ def _create_engine(settings: DatabaseSettings) -> AsyncEngine:
     )
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _create_sync_sqlite_engine(settings: DatabaseSettings) -> Engine:
+    url = make_url(settings.url).set(drivername="sqlite")
+    engine = create_engine(
+        url,
+        pool_size=settings.pool_size,
+        max_overflow=0,
+        connect_args={"timeout": 30, "check_same_thread": False},
+    )
+    _configure_sqlite(engine, writer=True)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine | Engine, *, writer: bool) -> None:
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (see below).
         dbapi_connection.isolation_level = None
@@ -95,8 +150,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that read first
         # and then writes fails with SQLITE_BUSY at once instead of waiting busy_timeout.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")

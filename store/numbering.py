@@ -11,10 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
+from sqlalchemy import Connection, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import NumberCounter
 
@@ -23,16 +22,13 @@ def period_of(prefix: str, at: datetime, timezone: ZoneInfo) -> str:
     return f"{prefix}{at.astimezone(timezone):%Y%m}"
 
 
-async def allocate_numbers(session: AsyncSession, period: str, count: int) -> list[str]:
+def allocate_numbers(conn: Connection, period: str, count: int) -> list[str]:
     """Reserve ``count`` consecutive numbers of ``period`` inside the caller's transaction."""
     if count <= 0:
         return []
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    await session.execute(
-        insert(NumberCounter).values(period=period, value=0).on_conflict_do_nothing()
-    )
-    result = await session.execute(
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(insert(NumberCounter).values(period=period, value=0).on_conflict_do_nothing())
+    result = conn.execute(
         update(NumberCounter)
         .where(NumberCounter.period == period)  # type: ignore[arg-type]
         .values(value=NumberCounter.value + count)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import Connection, and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ingest.draft import TicketDraft, utc_iso
@@ -44,8 +44,8 @@ class NewTicket:
     events: tuple[NewEvent, ...]
 
 
-async def existing_numbers(
-    session: AsyncSession, keys: Sequence[tuple[str, str]]
+def existing_numbers(
+    conn: Connection, keys: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], str]:
     """Numbers of tickets already made for these (channel, source_key) pairs."""
     if not keys:
@@ -57,7 +57,7 @@ async def existing_numbers(
         condition = or_(
             *(and_(Ticket.channel == c, Ticket.source_key == k) for c, k in chunk)  # type: ignore[arg-type]
         )
-        rows = await session.execute(
+        rows = conn.execute(
             select(Ticket.channel, Ticket.source_key, Ticket.number).where(condition)
         )
         for channel, source_key, number in rows:
@@ -65,18 +65,14 @@ async def existing_numbers(
     return found
 
 
-async def insert_tickets(
-    session: AsyncSession, tickets: Sequence[NewTicket], now: datetime
-) -> None:
+def insert_tickets(conn: Connection, tickets: Sequence[NewTicket], now: datetime) -> None:
     """Insert complainants, tickets, attachments, events and inbound items in bulk."""
     if not tickets:
         return
     complainant_ids = (
-        (
-            await session.execute(
-                insert(Complainant).returning(Complainant.id, sort_by_parameter_order=True),
-                [t.draft.complainant.model_dump() for t in tickets],
-            )
+        conn.execute(
+            insert(Complainant).returning(Complainant.id, sort_by_parameter_order=True),
+            [t.draft.complainant.model_dump() for t in tickets],
         )
         .scalars()
         .all()
@@ -86,11 +82,7 @@ async def insert_tickets(
         for t, complainant_id in zip(tickets, complainant_ids, strict=True)
     ]
     ticket_ids = (
-        (
-            await session.execute(
-                insert(Ticket).returning(Ticket.id, sort_by_parameter_order=True), ticket_rows
-            )
-        )
+        conn.execute(insert(Ticket).returning(Ticket.id, sort_by_parameter_order=True), ticket_rows)
         .scalars()
         .all()
     )
@@ -124,9 +116,9 @@ async def insert_tickets(
             }
         )
     if attachments:
-        await session.execute(insert(Attachment), attachments)
-    await session.execute(insert(Event), events)
-    await session.execute(insert(InboundItem), inbound)
+        conn.execute(insert(Attachment), attachments)
+    conn.execute(insert(Event), events)
+    conn.execute(insert(InboundItem), inbound)
 
 
 def _ticket_row(ticket: NewTicket, complainant_id: int, now: datetime) -> dict[str, Any]:

@@ -29,12 +29,14 @@ def test_a_json_log_line_masks_personal_fields_by_name(monkeypatch) -> None:
         body="我的电话是13812345678，水管爆了",
         name="张三丰",
         email="zhang@example.cn",
-        detail={"phone": "+8613812345678"},
+        detail={"phone": "+8613812345678", "due_at": "2026-11-30T02:21:04+00:00"},
     )
     structlog.reset_defaults()
     line = json.loads(buffer.getvalue().strip().splitlines()[-1])
     assert line["number"] == "TS202611-000001"
+    assert line["timestamp"].startswith("20") and "*" not in line["timestamp"]
     assert line["body"] == "<21 chars>"
     assert line["name"] == "张**"
     assert line["email"] == "z***@example.cn"
     assert "13812345678" not in json.dumps(line, ensure_ascii=False)
+    assert line["detail"]["due_at"] == "2026-11-30T02:21:04+00:00"

@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import structlog
 from pydantic import ValidationError
+from sqlalchemy import Connection
 
 from ingest.draft import TicketDraft
 from ingest.metrics import Metrics
@@ -174,50 +175,21 @@ class RouterWorker:
         return outcomes
 
     async def _write(self, routed: list[_Routed]) -> dict[int, Outcome]:
-        outcomes: dict[int, Outcome] = {}
-        created: list[NewTicket] = []
-        duplicates: list[tuple[_Routed, str]] = []
         now = self._clock()
-        async with self._db.transaction() as session:
-            existing = await existing_numbers(session, [r.draft.idempotency_key for r in routed])
-            fresh: dict[tuple[str, str], _Routed] = {}
-            for item in routed:
-                key = item.draft.idempotency_key
-                if key in existing:
-                    duplicates.append((item, existing[key]))
-                elif key in fresh:
-                    duplicates.append((item, ""))
-                else:
-                    fresh[key] = item
-            by_period: dict[str, list[_Routed]] = {}
-            for item in fresh.values():
-                period = period_of(
-                    self._settings.organisation.number_prefix,
-                    item.draft.received_at,
-                    self._timezone,
-                )
-                by_period.setdefault(period, []).append(item)
-            for period in sorted(by_period):
-                items = by_period[period]
-                numbers = await allocate_numbers(session, period, len(items))
-                created.extend(
-                    _with_number(item.ticket, number)
-                    for item, number in zip(items, numbers, strict=True)
-                )
-            await insert_tickets(session, created, now)
+        created, duplicates = await self._db.write(
+            lambda conn: self._write_batch(conn, routed, now)
+        )
         committed = datetime.now(UTC)
         self._metrics.batch_size.observe(len(routed))
         for ticket in created:
-            self._metrics.tickets_created.labels(
-                channel=ticket.draft.channel.value, status=ticket.status
-            ).inc()
-            self._metrics.intake_to_commit.observe(
-                max((committed - ticket.draft.received_at).total_seconds(), 0)
-            )
+            channel = ticket.draft.channel.value
+            self._metrics.tickets_created.labels(channel=channel, status=ticket.status).inc()
+            waited = (committed - ticket.draft.received_at).total_seconds()
+            self._metrics.intake_to_commit.observe(max(waited, 0))
             log.info(
                 "ticket_created",
                 number=ticket.number,
-                channel=ticket.draft.channel.value,
+                channel=channel,
                 category=ticket.category,
                 severity=ticket.severity,
                 department=ticket.department,
@@ -228,15 +200,38 @@ class RouterWorker:
             log.info(
                 "duplicate_draft_ignored", source_key=item.draft.source_key, number=number or None
             )
+        return {item.index: Done() for item in routed}
+
+    def _write_batch(
+        self, conn: Connection, routed: list[_Routed], now: datetime
+    ) -> tuple[list[NewTicket], list[tuple[_Routed, str]]]:
+        """One transaction: skip drafts that already have a ticket, number and insert the rest."""
+        existing = existing_numbers(conn, [r.draft.idempotency_key for r in routed])
+        duplicates: list[tuple[_Routed, str]] = []
+        fresh: dict[tuple[str, str], _Routed] = {}
         for item in routed:
-            outcomes[item.index] = Done()
-        return outcomes
-
-
-def _with_number(ticket: NewTicket, number: str) -> NewTicket:
-    from dataclasses import replace
-
-    return replace(ticket, number=number)
+            key = item.draft.idempotency_key
+            if key in existing:
+                duplicates.append((item, existing[key]))
+            elif key in fresh:
+                duplicates.append((item, ""))
+            else:
+                fresh[key] = item
+        by_period: dict[str, list[_Routed]] = {}
+        prefix = self._settings.organisation.number_prefix
+        for item in fresh.values():
+            period = period_of(prefix, item.draft.received_at, self._timezone)
+            by_period.setdefault(period, []).append(item)
+        created: list[NewTicket] = []
+        for period in sorted(by_period):
+            items = by_period[period]
+            numbers = allocate_numbers(conn, period, len(items))
+            created.extend(
+                replace(item.ticket, number=number)
+                for item, number in zip(items, numbers, strict=True)
+            )
+        insert_tickets(conn, created, now)
+        return created, duplicates
 
 
 def _is_outage(exc: BaseException) -> bool:
