@@ -108,6 +108,14 @@ class TicketDraft(_Frozen):
         pattern=r"^[0-9a-f]{64}$",
         description="blob of the raw original as received, for audit and re-parsing",
     )
+    number: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{1,6}\d{6}-\d{6,}$",
+        description="reserved at intake when the sender's answer had to carry it",
+    )
+    repeat_of: str | None = Field(
+        default=None, description="an earlier, closed ticket this complaint repeats (重复投诉)"
+    )
     notes: tuple[str, ...] = Field(
         default=(), description="channel observations recorded as intake events (no PII)"
     )

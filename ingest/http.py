@@ -191,6 +191,11 @@ def create_app(runtime: Runtime) -> FastAPI:
             "next_after": rows[-1][0] if len(rows) == limit else None,
         }
 
+    from channels.registry import http_routers
+
+    for router in http_routers(runtime):
+        app.include_router(router)
+
     @app.post("/api/tickets/{number}/events", status_code=201, tags=["tickets"])
     async def post_event(number: str, event: StaffEvent, who: Staff) -> dict[str, Any]:
         detail = dict(event.detail)

@@ -140,6 +140,19 @@ class DeadLetter(SQLModel, table=True):
     replayed_at: datetime | None = _utc(nullable=True)
 
 
+class IntakeNumber(SQLModel, table=True):
+    """A number reserved when an item is accepted at the edge (HTTP answers carry it), before
+    the router has made the ticket. Keyed like the ticket, so a re-sent item gets the same."""
+
+    __tablename__ = "intake_numbers"
+    __table_args__ = (UniqueConstraint("channel", "source_key", name="uq_intake_channel_source_key"),)
+    id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
+    channel: str = Field(max_length=16)
+    source_key: str = Field(max_length=500)
+    number: str = Field(max_length=32, unique=True)
+    reserved_at: datetime = _utc()
+
+
 class NumberCounter(SQLModel, table=True):
     """One row per numbering period (``TS202611``); incremented under the row lock."""
 

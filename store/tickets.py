@@ -147,6 +147,7 @@ def _ticket_row(ticket: NewTicket, complainant_id: int, now: datetime) -> dict[s
         "referral_reference": referral.reference if referral else None,
         "referral_deadline": referral.deadline if referral else None,
         "raw_sha256": draft.raw_sha256,
+        "repeat_of": draft.repeat_of,
         "created_at": now,
         "updated_at": now,
     }

@@ -202,3 +202,28 @@ async def test_every_routing_decision_is_an_event_naming_its_rule(stack: Stack) 
     hits = [r["rule"] for r in routed.detail["rules"] if r["hit"]]
     assert "severity.media" in hits
     assert routed.detail["severity"] == "major"
+
+
+async def test_a_number_reserved_at_intake_is_the_tickets_number_and_resending_keeps_it(
+    stack: Stack,
+) -> None:
+    from ingest.intake import accept
+
+    first = await accept(stack.rt, make_draft("intake-1"))
+    again = await accept(stack.rt, make_draft("intake-1"))
+    other = await accept(stack.rt, make_draft("intake-2"))
+    assert first.new and not again.new and other.new
+    assert again.number == first.number != other.number
+    stack.start_router()
+    assert await stack.wait_for_tickets(2) == 2
+    assert (await _ticket_for(stack, "intake-1"))["number"] == first.number
+    assert (await _ticket_for(stack, "intake-2"))["number"] == other.number
+    # Once the ticket exists, a re-sent item is answered with its number and not re-queued.
+    late = await accept(stack.rt, make_draft("intake-1"))
+    assert (late.number, late.new) == (first.number, False)
+    assert await stack.rt.queue.depth(stack.rt.names.drafts) == 0
+    # Router-numbered tickets continue the same serial, never reusing a reserved number.
+    await stack.rt.handoff.submit(make_draft("router-numbered"))
+    assert await stack.wait_for_tickets(3) == 3
+    numbers = {first.number, other.number, (await _ticket_for(stack, "router-numbered"))["number"]}
+    assert len(numbers) == 3

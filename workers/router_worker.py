@@ -219,10 +219,14 @@ class RouterWorker:
                 fresh[key] = item
         by_period: dict[str, list[_Routed]] = {}
         prefix = self._settings.organisation.number_prefix
+        created: list[NewTicket] = []
         for item in fresh.values():
+            if item.draft.number:
+                # Reserved at intake and already told to the sender.
+                created.append(replace(item.ticket, number=item.draft.number))
+                continue
             period = period_of(prefix, item.draft.received_at, self._timezone)
             by_period.setdefault(period, []).append(item)
-        created: list[NewTicket] = []
         for period in sorted(by_period):
             items = by_period[period]
             numbers = allocate_numbers(conn, period, len(items))
