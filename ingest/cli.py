@@ -45,7 +45,7 @@ def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:
     try:
         import uvloop
 
-        return uvloop.run(coro_factory())  # type: ignore[arg-type, no-any-return]
+        return uvloop.run(coro_factory())  # type: ignore[arg-type]
     except ImportError:
         return asyncio.run(coro_factory())  # type: ignore[arg-type]
 

@@ -127,7 +127,7 @@ class EmbeddedQueue:
                 for message in item.messages
             ]
             try:
-                await self._db.write(lambda conn, rows=rows: conn.execute(self._insert_sql, rows))
+                await self._db.write(self._inserter(rows))
             except TRANSIENT_DB_ERRORS as exc:
                 for item in batch:
                     if not item.done.done():
@@ -142,6 +142,9 @@ class EmbeddedQueue:
                 if not item.done.done():
                     item.done.set_result(None)
                 self._wakeups.setdefault(item.queue, asyncio.Event()).set()
+
+    def _inserter(self, rows: list[dict[str, Any]]) -> Callable[[Connection], object]:
+        return lambda conn: conn.execute(self._insert_sql, rows)
 
     async def receive(self, queue: str, max_messages: int, timeout: float) -> list[Delivery]:
         deadline = time.monotonic() + timeout

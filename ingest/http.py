@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.queue import QueueUnavailable
 from ingest.runtime import Runtime
-from ingest.settings import StaffToken
+from ingest.settings import Settings, StaffToken
 from router.lifecycle import IllegalTransition, LifecycleError, MissingFields, transition
 from store.db import TRANSIENT_DB_ERRORS
 from store.models import Ticket
@@ -61,7 +61,7 @@ class StaffEvent(BaseModel):
 
 def staff_member(request: Request) -> StaffToken:
     """The staff token behind ``Authorization: Bearer``, compared in constant time."""
-    settings = request.app.state.runtime.settings
+    settings: Settings = request.app.state.runtime.settings
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -76,7 +76,10 @@ def staff_member(request: Request) -> StaffToken:
         if secret and hmac.compare_digest(secret.encode(), token.encode()):
             return candidate
     raise ApiError(
-        401, "invalid_token", "this token is not a staff token", headers={"WWW-Authenticate": "Bearer"}
+        401,
+        "invalid_token",
+        "this token is not a staff token",
+        headers={"WWW-Authenticate": "Bearer"},
     )
 
 
@@ -121,20 +124,20 @@ def create_app(runtime: Runtime) -> FastAPI:
             )
         )
 
-    for error_type in TRANSIENT_DB_ERRORS:
-
-        @app.exception_handler(error_type)
-        async def _store_down(_request: Request, _exc: Exception) -> JSONResponse:
-            log.error("store_unavailable_during_request", error=type(_exc).__name__)
-            return error_response(
-                ApiError(
-                    503,
-                    "store_unavailable",
-                    "the store is unavailable; try again shortly",
-                    headers={"Retry-After": "5"},
-                )
+    async def _store_down(_request: Request, _exc: Exception) -> JSONResponse:
+        log.error("store_unavailable_during_request", error=type(_exc).__name__)
+        return error_response(
+            ApiError(
+                503,
+                "store_unavailable",
+                "the store is unavailable; try again shortly",
+                headers={"Retry-After": "5"},
             )
+        )
 
+    for error_type in TRANSIENT_DB_ERRORS:
+        if issubclass(error_type, Exception):
+            app.add_exception_handler(error_type, _store_down)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

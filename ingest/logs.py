@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -60,7 +61,9 @@ def _redact_value(key: str, value: Any) -> Any:
 _PASS_THROUGH = frozenset({"timestamp", "event", "level", "logger"})
 
 
-def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     return {
         key: value if key in _PASS_THROUGH else _redact_value(key, value)
         for key, value in event_dict.items()

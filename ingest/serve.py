@@ -62,8 +62,8 @@ async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -
         )
         stop_wait = asyncio.create_task(stopping.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stop_wait and task.exception() is not None:
+        for task in tasks:
+            if task in done and task.exception() is not None:
                 failed = True
                 log.error("role_crashed", role=tasks[task], error=repr(task.exception()))
         stopping.set()

@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import (
 
 from ingest.settings import DatabaseSettings
 
-
 T = TypeVar("T")
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from store.models import DeadLetter
 
@@ -35,8 +36,8 @@ async def add_dead_letter(
 async def open_dead_letters(session: AsyncSession, limit: int = 1000) -> list[DeadLetter]:
     result = await session.execute(
         select(DeadLetter)
-        .where(DeadLetter.replayed_at.is_(None))  # type: ignore[union-attr]
-        .order_by(DeadLetter.id)  # type: ignore[arg-type]
+        .where(col(DeadLetter.replayed_at).is_(None))
+        .order_by(col(DeadLetter.id))
         .limit(limit)
     )
     return list(result.scalars())
@@ -48,7 +49,5 @@ async def get_dead_letter(session: AsyncSession, dead_letter_id: int) -> DeadLet
 
 async def mark_replayed(session: AsyncSession, dead_letter_id: int, at: datetime) -> None:
     await session.execute(
-        update(DeadLetter)
-        .where(DeadLetter.id == dead_letter_id)  # type: ignore[arg-type]
-        .values(replayed_at=at)
+        update(DeadLetter).where(col(DeadLetter.id) == dead_letter_id).values(replayed_at=at)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Connection, insert, select
+from sqlmodel import col
 
 from store.models import IntakeNumber, Ticket
 from store.numbering import allocate_numbers
@@ -20,20 +21,18 @@ def reserve_number(
     increment) rolls back; its retry then finds the winner's reservation.
     """
     found = conn.execute(
-        select(IntakeNumber.number).where(
-            IntakeNumber.channel == channel,  # type: ignore[arg-type]
-            IntakeNumber.source_key == source_key,  # type: ignore[arg-type]
+        select(col(IntakeNumber.number)).where(
+            col(IntakeNumber.channel) == channel,
+            col(IntakeNumber.source_key) == source_key,
         )
     ).scalar_one_or_none()
     if found is not None:
-        made = conn.execute(
-            select(Ticket.id).where(Ticket.number == found)  # type: ignore[arg-type]
-        ).first()
+        made = conn.execute(select(col(Ticket.id)).where(col(Ticket.number) == found)).first()
         return found, False, made is not None
     existing_ticket = conn.execute(
-        select(Ticket.number).where(
-            Ticket.channel == channel,  # type: ignore[arg-type]
-            Ticket.source_key == source_key,  # type: ignore[arg-type]
+        select(col(Ticket.number)).where(
+            col(Ticket.channel) == channel,
+            col(Ticket.source_key) == source_key,
         )
     ).scalar_one_or_none()
     if existing_ticket is not None:

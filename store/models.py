@@ -25,6 +25,10 @@ from sqlmodel import Field, SQLModel
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
+def _id_column() -> Any:
+    return Column(_ID, primary_key=True, autoincrement=True)
+
+
 def _utc(nullable: bool = False, index: bool = False) -> Any:
     return Field(
         default=None,
@@ -145,8 +149,12 @@ class IntakeNumber(SQLModel, table=True):
     the router has made the ticket. Keyed like the ticket, so a re-sent item gets the same."""
 
     __tablename__ = "intake_numbers"
-    __table_args__ = (UniqueConstraint("channel", "source_key", name="uq_intake_channel_source_key"),)
-    id: int | None = Field(default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True))
+    __table_args__ = (
+        UniqueConstraint("channel", "source_key", name="uq_intake_channel_source_key"),
+    )
+    id: int | None = Field(
+        default=None, sa_column=Column(_ID, primary_key=True, autoincrement=True)
+    )
     channel: str = Field(max_length=16)
     source_key: str = Field(max_length=500)
     number: str = Field(max_length=32, unique=True)

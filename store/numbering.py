@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import col
 
 from store.models import NumberCounter
 
@@ -30,9 +31,9 @@ def allocate_numbers(conn: Connection, period: str, count: int) -> list[str]:
     conn.execute(insert(NumberCounter).values(period=period, value=0).on_conflict_do_nothing())
     result = conn.execute(
         update(NumberCounter)
-        .where(NumberCounter.period == period)  # type: ignore[arg-type]
-        .values(value=NumberCounter.value + count)
-        .returning(NumberCounter.value)
+        .where(col(NumberCounter.period) == period)
+        .values(value=col(NumberCounter.value) + count)
+        .returning(col(NumberCounter.value))
     )
     last = int(result.scalar_one())
     return [f"{period}-{serial:06d}" for serial in range(last - count + 1, last + 1)]

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from ingest.draft import TicketDraft, utc_iso
 from store.models import Attachment, Complainant, Event, InboundItem, Ticket
@@ -55,10 +56,10 @@ def existing_numbers(
     for start in range(0, len(keys), 400):
         chunk = keys[start : start + 400]
         condition = or_(
-            *(and_(Ticket.channel == c, Ticket.source_key == k) for c, k in chunk)  # type: ignore[arg-type]
+            *(and_(col(Ticket.channel) == c, col(Ticket.source_key) == k) for c, k in chunk)
         )
         rows = conn.execute(
-            select(Ticket.channel, Ticket.source_key, Ticket.number).where(condition)
+            select(col(Ticket.channel), col(Ticket.source_key), col(Ticket.number)).where(condition)
         )
         for channel, source_key, number in rows:
             found[(channel, source_key)] = number
@@ -71,7 +72,7 @@ def insert_tickets(conn: Connection, tickets: Sequence[NewTicket], now: datetime
         return
     complainant_ids = (
         conn.execute(
-            insert(Complainant).returning(Complainant.id, sort_by_parameter_order=True),
+            insert(Complainant).returning(col(Complainant.id), sort_by_parameter_order=True),
             [t.draft.complainant.model_dump() for t in tickets],
         )
         .scalars()
@@ -82,7 +83,9 @@ def insert_tickets(conn: Connection, tickets: Sequence[NewTicket], now: datetime
         for t, complainant_id in zip(tickets, complainant_ids, strict=True)
     ]
     ticket_ids = (
-        conn.execute(insert(Ticket).returning(Ticket.id, sort_by_parameter_order=True), ticket_rows)
+        conn.execute(
+            insert(Ticket).returning(col(Ticket.id), sort_by_parameter_order=True), ticket_rows
+        )
         .scalars()
         .all()
     )
@@ -121,7 +124,7 @@ def insert_tickets(conn: Connection, tickets: Sequence[NewTicket], now: datetime
     conn.execute(insert(InboundItem), inbound)
 
 
-def _ticket_row(ticket: NewTicket, complainant_id: int, now: datetime) -> dict[str, Any]:
+def _ticket_row(ticket: NewTicket, complainant_id: int | None, now: datetime) -> dict[str, Any]:
     draft = ticket.draft
     referral = draft.referral
     return {
@@ -154,7 +157,7 @@ def _ticket_row(ticket: NewTicket, complainant_id: int, now: datetime) -> dict[s
 
 
 async def find_ticket(session: AsyncSession, number: str) -> Ticket | None:
-    result = await session.execute(select(Ticket).where(Ticket.number == number))  # type: ignore[arg-type]
+    result = await session.execute(select(Ticket).where(col(Ticket.number) == number))
     return result.scalar_one_or_none()
 
 
@@ -175,7 +178,9 @@ async def ticket_json(session: AsyncSession, ticket: Ticket) -> dict[str, Any]:
     attachments = (
         (
             await session.execute(
-                select(Attachment).where(Attachment.ticket_id == ticket.id).order_by(Attachment.id)  # type: ignore[arg-type]
+                select(Attachment)
+                .where(col(Attachment.ticket_id) == ticket.id)
+                .order_by(col(Attachment.id))
             )
         )
         .scalars()
@@ -184,7 +189,7 @@ async def ticket_json(session: AsyncSession, ticket: Ticket) -> dict[str, Any]:
     events = (
         (
             await session.execute(
-                select(Event).where(Event.ticket_id == ticket.id).order_by(Event.id)  # type: ignore[arg-type]
+                select(Event).where(col(Event.ticket_id) == ticket.id).order_by(col(Event.id))
             )
         )
         .scalars()
@@ -259,21 +264,21 @@ async def list_tickets(
     """Tickets in creation order, as (id, summary) so callers can page by id."""
     query = (
         select(Ticket, Complainant)
-        .outerjoin(Complainant, Complainant.id == Ticket.complainant_id)  # type: ignore[arg-type]
-        .where(Ticket.id > after_id)  # type: ignore[arg-type,operator]
-        .order_by(Ticket.id)  # type: ignore[arg-type]
+        .outerjoin(Complainant, col(Complainant.id) == col(Ticket.complainant_id))
+        .where(col(Ticket.id) > after_id)
+        .order_by(col(Ticket.id))
         .limit(limit)
     )
     if channel:
-        query = query.where(Ticket.channel == channel)  # type: ignore[arg-type]
+        query = query.where(col(Ticket.channel) == channel)
     if since:
-        query = query.where(Ticket.received_at >= since)  # type: ignore[arg-type,operator]
+        query = query.where(col(Ticket.received_at) >= since)
     if status:
-        query = query.where(Ticket.status == status)  # type: ignore[arg-type]
+        query = query.where(col(Ticket.status) == status)
     if department:
-        query = query.where(Ticket.department == department)  # type: ignore[arg-type]
+        query = query.where(col(Ticket.department) == department)
     rows = (await session.execute(query)).all()
-    return [(ticket.id, ticket_summary(ticket, complainant)) for ticket, complainant in rows]
+    return [(ticket.id or 0, ticket_summary(ticket, complainant)) for ticket, complainant in rows]
 
 
 def _iso(value: datetime | None) -> str | None:

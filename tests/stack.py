@@ -57,9 +57,12 @@ async def fresh_postgres_database() -> AsyncIterator[str]:
 
 
 async def delete_rabbit_queues(prefix: str) -> None:
-    from tests.support_rabbit import delete_queues_with_prefix
+    from ingest.queues import QueueNames
+    from tests.support_rabbit import delete_queues, track_queue
 
-    await delete_queues_with_prefix(prefix)
+    for name in QueueNames(prefix).all():
+        track_queue(prefix, name)
+    await delete_queues(prefix)
 
 
 def stack_environment(mode: str, tmp_path: Path, database_url: str, prefix: str) -> dict[str, str]:

@@ -37,6 +37,7 @@ from workers.settle import Done, Outcome, Reject, Retry, Settler
 log = structlog.get_logger(__name__)
 
 _EXPIRED_SWEEP_SECONDS = 30.0
+_RETRYABLE: tuple[type[BaseException], ...] = (QueueUnavailable, *TRANSIENT_DB_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class RouterWorker:
                     continue
                 results = await self.process(deliveries)
                 await self._settler.settle(results)
-            except (QueueUnavailable, *TRANSIENT_DB_ERRORS) as exc:
+            except _RETRYABLE as exc:
                 # Logged once per outage, not once per poll.
                 if unavailable_since is None:
                     unavailable_since = time.monotonic()

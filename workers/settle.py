@@ -45,7 +45,7 @@ def backoff_seconds(
     attempt: int, settings: WorkerSettings, rand: Callable[[], float] = random.random
 ) -> float:
     """Capped exponential backoff with jitter: spreads retries after an outage."""
-    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2 ** (attempt - 1))
+    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2.0 ** (attempt - 1))
     return ceiling * (0.5 + rand() / 2)
 
 

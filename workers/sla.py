@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from ingest.settings import Settings, Severity
 from router.calendar import WorkCalendar
@@ -60,15 +61,15 @@ class SlaWorker:
             rows = await session.execute(
                 select(Ticket)
                 .where(
-                    Ticket.status.in_(_OPEN),  # type: ignore[attr-defined]
-                    Ticket.due_at < now,  # type: ignore[arg-type,operator]
-                    Ticket.overdue_at.is_(None),  # type: ignore[union-attr]
+                    col(Ticket.status).in_(_OPEN),
+                    col(Ticket.due_at) < now,
+                    col(Ticket.overdue_at).is_(None),
                 )
                 .limit(1000)
             )
             for ticket in rows.scalars():
                 await session.execute(
-                    update(Ticket).where(Ticket.id == ticket.id).values(overdue_at=now)  # type: ignore[arg-type]
+                    update(Ticket).where(col(Ticket.id) == ticket.id).values(overdue_at=now)
                 )
                 await add_event(
                     session,
@@ -89,17 +90,17 @@ class SlaWorker:
             rows = await session.execute(
                 select(Ticket)
                 .where(
-                    Ticket.status.in_(_OPEN),  # type: ignore[attr-defined]
-                    Ticket.received_at < cutoff,  # type: ignore[arg-type,operator]
-                    Ticket.severity != Severity.MAJOR.value,  # type: ignore[arg-type]
+                    col(Ticket.status).in_(_OPEN),
+                    col(Ticket.received_at) < cutoff,
+                    col(Ticket.severity) != Severity.MAJOR.value,
                 )
                 .limit(1000)
             )
             for ticket in rows.scalars():
                 await session.execute(
                     update(Ticket)
-                    .where(Ticket.id == ticket.id)
-                    .values(severity=Severity.MAJOR.value)  # type: ignore[arg-type]
+                    .where(col(Ticket.id) == ticket.id)
+                    .values(severity=Severity.MAJOR.value)
                 )
                 await add_event(
                     session,
