@@ -21,3 +21,9 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 async def embedded_stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with open_stack("embedded", tmp_path) as opened:
         yield opened
+
+
+@pytest.fixture
+async def distributed_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with open_stack("distributed", tmp_path) as opened:
+        yield opened

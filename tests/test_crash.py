@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import time
@@ -93,9 +92,10 @@ async def _rabbitmqctl(*args: str) -> None:
     await asyncio.wait_for(process.wait(), 120)
 
 
-async def test_every_confirmed_publish_survives_a_rabbitmq_restart(stack: Stack) -> None:
-    if stack.mode != "distributed":
-        pytest.skip("the embedded queue has no broker to restart (its crash test is above)")
+async def test_every_confirmed_publish_survives_a_rabbitmq_restart(
+    distributed_stack: Stack,
+) -> None:
+    stack = distributed_stack
     total = 400
     drafts = [make_draft(f"restart-{i:04d}") for i in range(total)]
     confirmed: set[str] = set()
@@ -138,7 +138,6 @@ async def test_every_confirmed_publish_survives_a_rabbitmq_restart(stack: Stack)
     assert await stack.ticket_count() == total
 
 
-@pytest.mark.skipif(os.environ.get("SHOULI_SKIP_SLOW") == "1", reason="SHOULI_SKIP_SLOW=1")
 async def test_sigterm_lets_the_worker_finish_its_batch_and_exit_cleanly(stack: Stack) -> None:
     drafts = [make_draft(f"term-{i:03d}") for i in range(200)]
     await stack.rt.handoff.submit_many(drafts)
