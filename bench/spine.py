@@ -219,7 +219,7 @@ async def raw_rabbit(n: int, size: int) -> float:
         if received >= n:
             done.set()
 
-    await queue.consume(on_message)
+    consumer_tag = await queue.consume(on_message)
     started = time.monotonic()
     window = 500
     for start in range(0, n, window):
@@ -233,6 +233,7 @@ async def raw_rabbit(n: int, size: int) -> float:
         )
     await asyncio.wait_for(done.wait(), 300)
     elapsed = time.monotonic() - started
+    await queue.cancel(consumer_tag)
     await consume_channel.queue_delete(name)
     await connection.close()
     return n / elapsed
@@ -280,4 +281,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # The same event loop as `shouli` uses, for our path and for the raw broker alike.
+    import uvloop
+
+    uvloop.run(main())
