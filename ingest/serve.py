@@ -37,6 +37,7 @@ async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -
         loop.add_signal_handler(signum, stopping.set)
     tasks: dict[asyncio.Task[None], str] = {}
     server: _Server | None = None
+    smtp: asyncio.Server | None = None
     failed = False
     try:
         for name in workers:
@@ -54,6 +55,8 @@ async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -
                 )
             )
             tasks[asyncio.create_task(server.serve(), name="http")] = "http"
+            if settings.email.smtp.enabled and settings.email.mailboxes:
+                smtp = await _start_smtp(runtime)
         log.info(
             "shouli_started",
             roles=(["http"] if http else []) + list(workers),
@@ -70,6 +73,9 @@ async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -
         stop_wait.cancel()
         if server is not None:
             server.should_exit = True
+        if smtp is not None:
+            # No new sessions; a DATA in progress finishes its hand-off before the loop ends.
+            smtp.close()
         log.info("shouli_stopping")
         _, pending = await asyncio.wait(tasks, timeout=settings.worker.shutdown_grace_seconds)
         for task in pending:
@@ -78,6 +84,16 @@ async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        if smtp is not None:
+            await smtp.wait_closed()
         await runtime.close()
         log.info("shouli_stopped")
     return 1 if failed else 0
+
+
+async def _start_smtp(runtime: Runtime) -> asyncio.Server:
+    from channels.email.intake import MailIntake
+    from channels.email.smtp import start_smtp
+
+    intake = MailIntake(runtime.settings.email, runtime.blobs, runtime.handoff, runtime.metrics)
+    return await start_smtp(runtime.settings, intake)
