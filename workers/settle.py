@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from ingest.queue import Delivery, QueueBackend, QueueUnavailable
+from ingest.queue import Delivery, Outgoing, QueueBackend, QueueUnavailable
 from ingest.settings import WorkerSettings
 from store.db import TRANSIENT_DB_ERRORS, Database
 from store.dead_letters import add_dead_letter
@@ -116,17 +116,27 @@ class Settler:
             return 0
         if not expired:
             return 0
-        async with self._db.transaction() as session:
+        try:
+            async with self._db.transaction() as session:
+                for message in expired:
+                    await add_dead_letter(
+                        session,
+                        queue=message.queue,
+                        message_id=message.message_id,
+                        body=message.body,
+                        reason=message.reason,
+                        attempts=message.attempt,
+                        at=datetime.now(UTC),
+                    )
+        except TRANSIENT_DB_ERRORS:
+            # Taken off the queue but not recorded: put them back rather than lose them. A
+            # message that keeps killing its consumer expires again and is collected later.
+            log.error("dead_letters_not_stored", count=len(expired))
             for message in expired:
-                await add_dead_letter(
-                    session,
-                    queue=message.queue,
-                    message_id=message.message_id,
-                    body=message.body,
-                    reason=message.reason,
-                    attempts=message.attempt,
-                    at=datetime.now(UTC),
+                await self._queue.publish(
+                    message.queue, [Outgoing(message.body, message.message_id, message.attempt)]
                 )
+            return 0
         for message in expired:
             log.error("message_dead_lettered", queue=message.queue, reason=message.reason)
             if self._on_dead_letter is not None:
