@@ -1,0 +1,304 @@
+"""Raw RFC 5322 bytes in, :class:`ParsedMail` out: the pure core of the email channel.
+
+Shared by the SMTP listener and the IMAP poller; no I/O, no clock, no configuration. The caller
+stores the raw bytes and each attachment's ``data`` in the blob store and builds the draft.
+
+How a mail becomes text (issue 3 §3):
+
+* the stdlib parser (``policy.default`` semantics) finds the MIME structure; every part is then
+  decoded from its own bytes by :mod:`.charset`, never the whole message as UTF-8;
+* headers are decoded from their raw source by :mod:`.headers` (RFC 2047, RFC 2231, 8-bit);
+* ``multipart/alternative``: text/plain is preferred; the HTML alternative is used when there is
+  no plain part or it is blank, and is rendered to text (:mod:`.html`), never kept as markup;
+* a forwarded ``message/rfc822`` is kept as an ``.eml`` attachment AND its text is appended to
+  the body under a "转发的邮件 / Forwarded message" marker; its own attachments are extracted;
+* winmail.dat (TNEF) is unpacked; uuencoded blocks in text bodies become attachments;
+* noise (auto-replies, bounces, delivery reports) is classified by :mod:`.noise`.
+
+:func:`parse_mail` never raises: a message the parser cannot handle still yields a ParsedMail
+with the raw text decoded leniently and an ``unparseable`` defect, so the listener can file it
+(or dead-letter it) with the reason instead of crashing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from email.message import Message
+from email.parser import BytesParser
+from email.utils import parsedate_to_datetime
+from typing import Final
+
+from channels.email.attachments import ParsedAttachment
+from channels.email.charset import decode_bytes
+from channels.email.headers import (
+    decode_header,
+    describe,
+    message_id,
+    message_ids,
+    parse_addresses,
+    parse_params,
+    unfold,
+)
+from channels.email.mime import POLICY, Walker, first_header, ids_in_headers, raw_headers
+from channels.email.noise import MailKind, ReportInfo, classify
+
+__all__ = ["ParsedMail", "idempotency_key", "parse_mail"]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMail:
+    message_id: str | None
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    subject: str
+    from_name: str | None
+    from_address: str | None
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    date: datetime | None
+    """Always timezone-aware (a zone-less ``-0000`` Date is read as UTC)."""
+    body_text: str
+    attachments: tuple[ParsedAttachment, ...]
+    charset_decisions: tuple[str, ...]
+    """How parts and headers were decoded when the label was not simply right (no PII)."""
+    defects: tuple[str, ...]
+    """Structural problems: stdlib defect classes per part, our own ``unparseable: ...``."""
+    kind: MailKind
+    bounce_of: str | None
+    """Message-ID of the original mail a bounce or delivery report is about, when found."""
+    kind_reason: str | None = None
+    """Why ``kind`` is not NORMAL: the header or pattern that decided (no PII)."""
+    notes: tuple[str, ...] = ()
+    """Other observations for the intake record: "winmail.dat unpacked", "uuencoded file"."""
+
+
+_TRACE_HEADERS: Final = frozenset(
+    {
+        "received",
+        "return-path",
+        "delivered-to",
+        "x-original-to",
+        "x-received",
+        "received-spf",
+        "authentication-results",
+        "arc-seal",
+        "arc-message-signature",
+        "arc-authentication-results",
+        "x-envelope-from",
+        "x-envelope-to",
+    }
+)
+
+
+# --------------------------------------------------------------------------------------------
+# The whole message.
+
+
+def _charset_hint(msg: Message) -> str | None:
+    """The first text part's charset: what raw 8-bit headers are most likely written in."""
+    for part in msg.walk():
+        if part.get_content_maintype() == "text":
+            _, params = parse_params(first_header(raw_headers(part), "content-type"))
+            if "charset" in params:
+                return str(params["charset"])
+    return None
+
+
+_MONTHS: Final = {
+    m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)
+}
+# RFC 5322 §3.3 as nearly every client writes it: "Wed, 01 May 2024 09:11:58 +0800".
+_DATE_RE: Final = re.compile(
+    r"^\s*(?:[A-Z][a-z]{2},\s*)?(\d{1,2}) ([A-Z][a-z]{2}) (\d{4}) "
+    r"(\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)\s*$"
+)
+
+
+def _date(raw: str | None, defects: list[str]) -> datetime | None:
+    if not raw:
+        return None
+    match = _DATE_RE.match(raw)
+    if (
+        match is not None
+        and match.group(2) in _MONTHS
+        and match.group(8) + match.group(9) != "0000"
+    ):
+        day, month, year, hour, minute, second, sign, tz_hours, tz_minutes = match.groups()
+        offset = timedelta(hours=int(tz_hours), minutes=int(tz_minutes))
+        try:
+            return datetime(
+                int(year),
+                _MONTHS[month],
+                int(day),
+                int(hour),
+                int(minute),
+                int(second),
+                tzinfo=timezone(-offset if sign == "-" else offset),
+            )
+        except ValueError:
+            pass  # 31 Feb and the like: let the stdlib parser have its say
+    try:
+        value = parsedate_to_datetime(unfold(raw).strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        defects.append("message: unparseable Date")
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _addresses(values: list[str], hint: str | None) -> tuple[str, ...]:
+    found = [address for _, address in parse_addresses(values, hint) if address]
+    return tuple(dict.fromkeys(found))
+
+
+def _parse(raw: bytes) -> ParsedMail:
+    msg = BytesParser(policy=POLICY).parsebytes(raw)
+    headers = raw_headers(msg)
+    hint = None if raw.isascii() else _charset_hint(msg)
+    decisions: list[str] = []
+
+    subject = decode_header(first_header(headers, "subject"), hint)
+    decisions.extend(describe(note, "subject") for note in subject.notes)
+    senders = parse_addresses(headers.get("from", [])[:1], hint)
+    from_name, from_address = senders[0] if senders else ("", "")
+    if from_name.strip().lower() == from_address.lower():
+        from_name = ""  # "bob@example.com <bob@example.com>" names nobody
+
+    walker = Walker(hint)
+    walker.message(msg, "", 0)
+    defects = walker.defects
+    date = _date(first_header(headers, "date"), defects)
+
+    content_type = msg.get_content_type()
+    report = (
+        ReportInfo(walker.report_type, tuple(walker.report_actions))
+        if walker.report_type is not None
+        else None
+    )
+    verdict = classify(
+        headers,
+        content_type=content_type,
+        subject=str(subject),
+        from_address=from_address or None,
+        report=report,
+        has_attached_message=walker.attached_message,
+    )
+    bounce_of = None
+    if verdict.kind in (MailKind.BOUNCE, MailKind.DELIVERY_REPORT):
+        own = message_id(first_header(headers, "message-id"))
+        bounce_of = next((mid for mid in walker.original_ids if mid != own), None)
+        if bounce_of is None:
+            bounce_of = next(
+                (mid for mid in ids_in_headers("\n".join(walker.body)) if mid != own), None
+            )
+
+    body = "\n\n".join(text.strip() for text in walker.body if text.strip())
+    return ParsedMail(
+        message_id=message_id(first_header(headers, "message-id")),
+        in_reply_to=next(iter(message_ids(first_header(headers, "in-reply-to"))), None),
+        references=message_ids(" ".join(headers.get("references", []))),
+        subject=str(subject),
+        from_name=from_name.strip() or None,
+        from_address=from_address or None,
+        to=_addresses(headers.get("to", []), hint),
+        cc=_addresses(headers.get("cc", []), hint),
+        date=date,
+        body_text=body,
+        attachments=tuple(walker.attachments),
+        charset_decisions=tuple(dict.fromkeys(decisions + walker.decisions)),
+        defects=tuple(defects),
+        kind=verdict.kind,
+        bounce_of=bounce_of,
+        kind_reason=verdict.reason,
+        notes=tuple(walker.notes),
+    )
+
+
+_SUBJECT_LINE_RE: Final = re.compile(
+    rb"^subject:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE
+)
+
+
+def _unparseable(raw: bytes, error: BaseException) -> ParsedMail:
+    """What is left of a mail the parser could not handle: its text, decoded leniently."""
+    subject = ""
+    match = _SUBJECT_LINE_RE.search(raw[:16384])
+    if match is not None:
+        try:
+            subject = str(decode_header(match.group(1).decode("ascii", "surrogateescape")))
+        except Exception:  # the fallback must not fail on the same input
+            subject = ""
+    decoded = decode_bytes(raw, None)
+    return ParsedMail(
+        message_id=None,
+        in_reply_to=None,
+        references=(),
+        subject=subject,
+        from_name=None,
+        from_address=None,
+        to=(),
+        cc=(),
+        date=None,
+        body_text=decoded.text.replace("\r\n", "\n"),
+        attachments=(),
+        charset_decisions=(describe(decoded.note, "raw message"),) if decoded.note else (),
+        defects=(f"unparseable: {type(error).__name__}",),
+        kind=MailKind.NORMAL,
+        bounce_of=None,
+    )
+
+
+def parse_mail(raw: bytes) -> ParsedMail:
+    """Parse one raw message. Never raises (see the module docstring)."""
+    try:
+        return _parse(raw)
+    except Exception as error:  # any input at all must give a ParsedMail, never a crash
+        return _unparseable(raw, error)
+
+
+# --------------------------------------------------------------------------------------------
+# Identity.
+
+_MAX_KEY: Final = 400
+
+
+def _hashable_content(raw: bytes) -> bytes:
+    """The raw message without transit headers and with LF line ends.
+
+    The same mail fetched over IMAP carries the Received / Return-Path / Delivered-To headers
+    the receiving server added, and possibly different line ends, than the copy that came in
+    over SMTP; neither may make it look like a different mail.
+    """
+    text = raw.replace(b"\r\n", b"\n")
+    end = text.find(b"\n\n")
+    head, rest = (text, b"") if end < 0 else (text[: end + 1], text[end + 1 :])
+    kept: list[bytes] = []
+    skipping = False
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                kept.append(line)
+            continue
+        name = line.split(b":", 1)[0].strip().lower().decode("ascii", "replace")
+        skipping = name in _TRACE_HEADERS or name.startswith(("x-spam", "x-virus"))
+        if not skipping:
+            kept.append(line)
+    return b"\n".join(kept) + rest
+
+
+def idempotency_key(raw: bytes, parsed: ParsedMail) -> str:
+    """The mail's identity for deduplication: its Message-ID, else a content hash.
+
+    ``<id@host>`` as written; ``sha256:<hex>`` of the content without transit headers when
+    there is no Message-ID; ``message-id-sha256:<hex>`` for a Message-ID too long to be a key.
+    """
+    if parsed.message_id:
+        if len(parsed.message_id) <= _MAX_KEY:
+            return parsed.message_id
+        return (
+            "message-id-sha256:"
+            + hashlib.sha256(parsed.message_id.encode("utf-8", "surrogateescape")).hexdigest()
+        )
+    return "sha256:" + hashlib.sha256(_hashable_content(raw)).hexdigest()
