@@ -150,10 +150,16 @@ def create_app(runtime: Runtime) -> FastAPI:
         runtime.metrics.component_up.labels(component="store").set(int(store_ok))
         runtime.metrics.component_up.labels(component="queue").set(int(queue_ok))
         ok = store_ok and queue_ok
-        return JSONResponse(
-            {"status": "ready" if ok else "unavailable", "store": store_ok, "queue": queue_ok},
-            status_code=200 if ok else 503,
-        )
+        body: dict[str, Any] = {
+            "status": "ready" if ok else "unavailable",
+            "store": store_ok,
+            "queue": queue_ok,
+        }
+        # Shown, not gating: a dead IMAP mailbox must not take web and hotline intake out of
+        # the load balancer. Its own metric (shouli_imap_up) is what to alert on.
+        for name, check in runtime.health.items():
+            body[name] = check()
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:

@@ -50,6 +50,24 @@ class Metrics:
             ["component"],
             registry=self.registry,
         )
+        self.imap_up = Gauge(
+            "shouli_imap_up",
+            "1 when the IMAP mailbox's last poll succeeded, 0 while it is down",
+            ["mailbox"],
+            registry=self.registry,
+        )
+        self.imap_messages = Counter(
+            "shouli_imap_messages_total",
+            "IMAP messages by outcome (processed, not_a_complaint, failed, retry)",
+            ["mailbox", "outcome"],
+            registry=self.registry,
+        )
+        self.imap_poll_failures = Counter(
+            "shouli_imap_poll_failures_total",
+            "IMAP polls that stopped (unreachable, login_rejected, protocol, handoff, ...)",
+            ["mailbox", "reason"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

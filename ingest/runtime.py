@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from ingest.embedded_queue import EmbeddedQueue
 from ingest.handoff import Handoff
@@ -33,6 +35,8 @@ class Runtime:
     metrics: Metrics
     names: QueueNames
     handoff: Handoff
+    # Components running in this process that report their own health in /readyz.
+    health: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     async def open(cls, settings: Settings, *, apply_migrations: bool | None = None) -> Runtime:

@@ -265,7 +265,7 @@ _MAX_KEY: Final = 400
 
 
 def _hashable_content(raw: bytes) -> bytes:
-    """The raw message without transit headers and with LF line ends.
+    """The raw message without transit headers, with LF line ends and no trailing ones.
 
     The same mail fetched over IMAP carries the Received / Return-Path / Delivered-To headers
     the receiving server added, and possibly different line ends, than the copy that came in
@@ -285,7 +285,9 @@ def _hashable_content(raw: bytes) -> bytes:
         skipping = name in _TRACE_HEADERS or name.startswith(("x-spam", "x-virus"))
         if not skipping:
             kept.append(line)
-    return b"\n".join(kept) + rest
+    # Trailing line ends differ by transport (an SMTP client's terminating CRLF, an IMAP
+    # server's storage) without making it a different mail.
+    return (b"\n".join(kept) + rest).rstrip(b"\r\n")
 
 
 def idempotency_key(raw: bytes, parsed: ParsedMail) -> str:

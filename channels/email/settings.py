@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from enum import StrEnum
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
@@ -39,7 +42,87 @@ class SmtpSettings(_Section):
 class EmailSettings(_Section):
     smtp: SmtpSettings = SmtpSettings()
     mailboxes: tuple[Mailbox, ...] = ()
+    imap: tuple[ImapMailbox, ...] = ()
 
     def mailbox(self, address: str) -> Mailbox | None:
         address = address.strip().lower()
         return next((m for m in self.mailboxes if m.address == address), None)
+
+    def imap_problems(self) -> list[tuple[str, str]]:
+        """Cross-references of ``email.imap``, as (path, message) for ``ConfigError``."""
+        problems: list[tuple[str, str]] = []
+        known = [m.address for m in self.mailboxes]
+        names = [m.name for m in self.imap]
+        for index, box in enumerate(self.imap):
+            where = f"email.imap.{index}"
+            if box.address not in known:
+                problems.append(
+                    (
+                        f"{where}.address",
+                        f"{box.address!r} is not one of email.mailboxes "
+                        f"(known: {', '.join(known) or 'none'}); it names the first-contact desk",
+                    )
+                )
+            if names.index(box.name) != index:
+                problems.append((f"{where}.name", f"duplicate IMAP mailbox name {box.name!r}"))
+            if box.processed_folder is not None and box.processed_folder in (
+                box.folder,
+                box.failed_folder,
+            ):
+                problems.append(
+                    (f"{where}.processed_folder", "must differ from folder and failed_folder")
+                )
+            if box.failed_folder == box.folder:
+                problems.append((f"{where}.failed_folder", "must differ from folder"))
+            if box.processed_keyword == box.failed_keyword:
+                problems.append((f"{where}.failed_keyword", "must differ from processed_keyword"))
+        return problems
+
+
+class ImapTls(StrEnum):
+    SSL = "ssl"  # implicit TLS, port 993
+    STARTTLS = "starttls"  # RFC 2595 upgrade on port 143
+    NONE = "none"  # loopback or a trusted network only: the password crosses in clear
+
+
+class ImapMailbox(_Section):
+    """A mailbox read by IMAP polling; its mail is handled as if sent to ``address``."""
+
+    name: str = Field(
+        min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="metric label"
+    )
+    address: str = Field(description="one of email.mailboxes: gives the first-contact desk")
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535, description="993 for ssl, else 143")
+    tls: ImapTls = ImapTls.SSL
+    user: str = Field(min_length=1)
+    password_env: str = Field(
+        min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="env var with the password"
+    )
+    folder: str = "INBOX"
+    processed_folder: str | None = Field(
+        default=None, description="move processed mail here; unset: flag it processed_keyword"
+    )
+    processed_keyword: str = Field(default="$ShouliProcessed", pattern=r"^\$?[A-Za-z0-9_]+$")
+    failed_folder: str | None = Field(
+        default=None, description="move mail that cannot be taken here; unset: flag only"
+    )
+    failed_keyword: str = Field(default="$ShouliFailed", pattern=r"^\$?[A-Za-z0-9_]+$")
+    poll_interval: float = Field(default=60.0, gt=0, le=86_400, description="seconds")
+    batch_size: int = Field(default=50, ge=1, le=5000, description="messages per fetch")
+    concurrency: int = Field(default=8, ge=1, le=64, description="hand-offs at once")
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    backoff_max_seconds: float = Field(default=300.0, gt=0, le=86_400)
+
+    @field_validator("address")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.strip().lower()
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (993 if self.tls is ImapTls.SSL else 143)
+
+    def password(self, environ: Mapping[str, str]) -> str | None:
+        """From the environment only: a password never sits in config.yaml or in logs."""
+        return environ.get(self.password_env)
