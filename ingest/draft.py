@@ -8,7 +8,7 @@ only decisions a draft carries are the ones the sender or the first-contact agen
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final, Literal
 
@@ -66,10 +66,18 @@ class ResolvedOnContact(_Frozen):
     answer_code: str | None = Field(default=None, description="scripted answer used (规范应答)")
 
 
+def _as_utc(value: datetime | None) -> datetime | None:
+    # Stored as UTC everywhere: SQLite keeps no offset, so a +08:00 time would come back
+    # eight hours off.
+    return value.astimezone(UTC) if value is not None else None
+
+
 class ReferralOrder(_Frozen):
     source: str = Field(min_length=1, max_length=100)
     reference: str = Field(min_length=1, max_length=200)
     deadline: AwareDatetime | None = None
+
+    _utc_deadline = field_validator("deadline")(_as_utc)
 
 
 class AttachmentRef(_Frozen):
@@ -120,6 +128,8 @@ class TicketDraft(_Frozen):
         default=(), description="channel observations recorded as intake events (no PII)"
     )
 
+    _utc_times = field_validator("received_at", "incident_at")(_as_utc)
+
     @field_validator("source_key")
     @classmethod
     def _strip_source_key(cls, value: str) -> str:
@@ -142,6 +152,4 @@ class TicketDraft(_Frozen):
 
 def utc_iso(value: datetime) -> str:
     """UTC ISO 8601 with a Z, the form the ticket JSON uses."""
-    from datetime import UTC
-
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -66,9 +66,10 @@ async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -
         stop_wait = asyncio.create_task(stopping.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in tasks:
-            if task in done and task.exception() is not None:
+            if task in done:
+                # Roles run until the process stops; one that ends first is a fault either way.
                 failed = True
-                log.error("role_crashed", role=tasks[task], error=repr(task.exception()))
+                log.error("role_ended", role=tasks[task], error=repr(task.exception()))
         stopping.set()
         stop_wait.cancel()
         if server is not None:

@@ -96,4 +96,6 @@ async def test_submit_reports_each_problem_of_a_bad_draft_and_queues_nothing(
 async def test_an_unknown_worker_name_stops_with_the_list_of_known_ones(embedded_stack: Stack) -> None:
     code, _, err = await embedded_stack.shouli("worker", "imap-poller")
     assert code == 2
-    assert err.strip() == "unknown worker 'imap-poller'; known workers: router, sla"
+    assert err.strip() == (
+        "unknown worker 'imap-poller'; known workers: imap, referrals, router, sla"
+    )

@@ -48,7 +48,11 @@ class ImapWorker:
             ],
         )
         if not self.pollers:
-            log.warning("imap_no_mailboxes", hint="add email.imap entries to config.yaml")
+            # Nothing to poll (the usual small office: mail arrives over SMTP). Stay up like
+            # every other role until the process stops.
+            log.info("imap_no_mailboxes", hint="add email.imap entries to config.yaml")
+            await stopping.wait()
+            return
         # gather, not a TaskGroup: every poller catches its own errors, and one ending must
         # not cancel the others.
         await asyncio.gather(*(poller.run(stopping) for poller in self.pollers))

@@ -1,0 +1,285 @@
+"""The referrals worker: everything of the referral channel that happens after intake.
+
+Each sweep, every ``referrals.poll_seconds``:
+
+1. register tickets the router made for new orders (clocks, confidential marker, 签收);
+2. apply updates that were held because their ticket did not exist yet;
+3. queue a reply for each new ``handle`` event of a referral ticket;
+4. send the replies and confirmations that are due (signed webhook), recording each attempt
+   as an event; retries back off up to a cap, then a dead letter;
+5. read each source's drop folder;
+6. take replays of dead replies (``shouli dead-letters replay ID`` publishes to
+   ``<prefix>.referral-replies``) and forget replay-guard signatures past the window.
+
+Every step is idempotent and safe with several workers; a step whose store or queue is down
+is logged and tried again at the next sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from zoneinfo import ZoneInfo
+
+import httpx
+import structlog
+
+from channels.referral.dropfolder import DropFolder
+from channels.referral.orders import ReferralIntake, apply_held_updates
+from channels.referral.outbox import (
+    DueReply,
+    claim_due,
+    last_reply_trigger,
+    queue_replies,
+    record_attempt,
+    register_new_tickets,
+    replay,
+)
+from channels.referral.sender import SendOutcome, send_reply
+from channels.referral.signature import forget_signatures, replay_window
+from ingest.queue import QueueUnavailable
+from ingest.runtime import Runtime
+from store.db import TRANSIENT_DB_ERRORS
+
+log = structlog.get_logger(__name__)
+_RETRYABLE: tuple[type[BaseException], ...] = (QueueUnavailable, *TRANSIENT_DB_ERRORS)
+_CLEANUP_SECONDS = 60.0
+_SEND_CONCURRENCY = 8
+
+
+def replies_queue(prefix: str) -> str:
+    """Where ``shouli dead-letters replay`` puts a dead reply back (its dead letter's queue)."""
+    return f"{prefix}.referral-replies"
+
+
+@dataclass
+class Sweep:
+    registered: int = 0
+    updates_applied: int = 0
+    replies_queued: int = 0
+    attempts: int = 0
+    delivered: int = 0
+    dead: int = 0
+    replayed: int = 0
+    files: dict[str, list[str]] = field(default_factory=dict)
+
+
+class ReferralsWorker:
+    name = "referrals"
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._runtime = runtime
+        self._settings = runtime.settings.referrals
+        self._zone = ZoneInfo(runtime.settings.organisation.timezone)
+        self._clock = clock
+        self._client = client
+        self._owns_client = client is None
+        self._queue_name = replies_queue(runtime.settings.broker.prefix)
+        intake = ReferralIntake(runtime, clock=clock)
+        self._folders = [
+            DropFolder(source, intake, min_age_seconds=self._settings.drop_folder_min_age_seconds)
+            for source in self._settings.sources
+            if source.drop_folder is not None
+        ]
+        self._after_event: int | None = None
+        self._next_cleanup = 0.0
+        self._prepared = False
+        self._failing: dict[str, str] = {}
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        log.info(
+            "referrals_started",
+            sources=[s.key for s in self._settings.sources],
+            drop_folders=[str(f.root) for f in self._folders],
+        )
+        try:
+            while not stopping.is_set():
+                await self.sweep(strict=False)
+                try:
+                    await asyncio.wait_for(stopping.wait(), self._settings.poll_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            await self.close()
+        log.info("referrals_stopped")
+
+    async def close(self) -> None:
+        """Close the HTTP client this worker opened (not one it was given)."""
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def sweep(self, *, strict: bool = True) -> Sweep:
+        """One pass over every step. ``strict`` (tests) raises the first failure; otherwise
+        (``run``) a failing step is logged and the others still run, so an outage of the
+        store, a bad outbox row or an unreadable drop folder cannot starve the rest."""
+        report = Sweep()
+        steps: list[tuple[str, Callable[[Sweep], Awaitable[None]]]] = [
+            ("prepare", self._prepare),
+            ("register", self._register),
+            ("held_updates", self._apply_held),
+            ("queue_replies", self._queue_replies),
+            ("deliver", self._deliver),
+            ("drop_folders", self._scan_folders),
+            ("replays", self._take_replays),
+            ("forget_signatures", self._forget_signatures),
+        ]
+        for name, step in steps:
+            try:
+                await step(report)
+            except Exception as exc:
+                if strict:
+                    raise
+                self._note_failure(name, exc)
+            else:
+                self._note_recovery(name)
+        return report
+
+    def _note_failure(self, step: str, exc: Exception) -> None:
+        error = type(exc).__name__
+        if self._failing.get(step) == error:
+            return  # logged once per outage, not once per sweep
+        self._failing[step] = error
+        if isinstance(exc, _RETRYABLE):
+            log.error("referrals_dependency_unavailable", step=step, error=error)
+        else:
+            log.exception("referrals_step_failed", step=step, error=error)
+
+    def _note_recovery(self, step: str) -> None:
+        if self._failing.pop(step, None) is not None:
+            log.info("referrals_step_working_again", step=step)
+
+    async def _prepare(self, _report: Sweep) -> None:
+        if self._prepared:
+            return
+        await self._runtime.queue.declare(self._queue_name)
+        self._after_event = await self._runtime.database.write(last_reply_trigger)
+        self._prepared = True
+
+    async def _register(self, report: Sweep) -> None:
+        now = self._clock()
+        report.registered = await self._runtime.database.write(
+            lambda conn: register_new_tickets(conn, self._settings, self._zone, now)
+        )
+
+    async def _apply_held(self, report: Sweep) -> None:
+        report.updates_applied = await apply_held_updates(
+            self._runtime,
+            supervision_severity=self._settings.supervision_severity,
+            now=self._clock(),
+        )
+
+    async def _queue_replies(self, report: Sweep) -> None:
+        if not self._prepared:
+            return
+        now = self._clock()
+        after = self._after_event or 0
+        report.replies_queued, self._after_event = await self._runtime.database.write(
+            lambda conn: queue_replies(conn, self._settings, self._zone, after, now)
+        )
+
+    async def _scan_folders(self, report: Sweep) -> None:
+        problems: list[Exception] = []
+        for folder in self._folders:
+            try:
+                result = await folder.scan()
+            except OSError as exc:  # this folder is unusable; the others are still read
+                problems.append(exc)
+                continue
+            if result.processed or result.failed:
+                report.files[folder.source.key] = result.processed + result.failed
+        if problems:
+            raise problems[0]
+
+    async def _forget_signatures(self, _report: Sweep) -> None:
+        if time.monotonic() < self._next_cleanup:
+            return
+        cutoff = self._clock() - replay_window(self._settings.signature_max_age_seconds)
+        await self._runtime.database.write(lambda conn: forget_signatures(conn, cutoff))
+        self._next_cleanup = time.monotonic() + _CLEANUP_SECONDS
+
+    async def _deliver(self, report: Sweep) -> None:
+        replies = self._settings.replies
+        lease = timedelta(seconds=replies.timeout_seconds + 30)
+        now = self._clock()
+        due = await self._runtime.database.write(lambda conn: claim_due(conn, now, lease))
+        if not due:
+            return
+        if self._client is None:
+            self._client = httpx.AsyncClient(headers={"User-Agent": "shouli-referrals/1"})
+        client = self._client
+        limit = asyncio.Semaphore(_SEND_CONCURRENCY)
+
+        async def send(reply: DueReply) -> tuple[DueReply, SendOutcome]:
+            async with limit:
+                outcome = await send_reply(
+                    client,
+                    self._settings.source(reply.source),
+                    reply.payload,
+                    delivery_id=f"{reply.number}-{reply.kind}-{reply.id}",
+                    timeout=replies.timeout_seconds,
+                )
+                return reply, outcome
+
+        results = await asyncio.gather(*(send(reply) for reply in due))
+        finished = self._clock()
+        recorded = await self._runtime.database.write(
+            lambda conn: [
+                record_attempt(
+                    conn,
+                    reply,
+                    outcome,
+                    settings=replies,
+                    dead_letter_queue=self._queue_name,
+                    now=finished,
+                )
+                for reply, outcome in results
+            ]
+        )
+        for (reply, outcome), state in zip(results, recorded, strict=True):
+            report.attempts += 1
+            report.delivered += outcome.delivered
+            report.dead += state.status == "dead"
+            log_method = log.info if outcome.delivered else log.warning
+            log_method(
+                "referral_reply_attempt",
+                number=reply.number,
+                source=reply.source,
+                reply=reply.kind,
+                attempt=reply.attempts + 1,
+                delivered=outcome.delivered,
+                status=outcome.status,
+                state=state.status,
+                error=outcome.error,
+            )
+
+    async def _take_replays(self, report: Sweep) -> None:
+        if not self._prepared:
+            return
+        queue = self._runtime.queue
+        deliveries = await queue.receive(self._queue_name, 50, timeout=0.01)
+        replayed = 0
+        for delivery in deliveries:
+            try:
+                outbox_id = int(json.loads(delivery.body)["outbox_id"])
+            except (ValueError, KeyError, TypeError):
+                log.error("referral_replay_unreadable", message_id=delivery.message_id)
+                await queue.ack([delivery])
+                continue
+            now = self._clock()
+            if await self._runtime.database.write(partial(replay, outbox_id=outbox_id, now=now)):
+                replayed += 1
+                log.info("referral_reply_replayed", outbox_id=outbox_id)
+            await queue.ack([delivery])
+        report.replayed = replayed
