@@ -59,6 +59,12 @@ class StaffEvent(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+def _privileged(who: StaffToken, ticket: Ticket) -> bool:
+    """Who may see a confidential complainant: staff not tied to a department (the
+    complaints office) and the first-contact desk's own department (the liaison)."""
+    return who.department is None or who.department == ticket.first_contact_department
+
+
 def staff_member(request: Request) -> StaffToken:
     """The staff token behind ``Authorization: Bearer``, compared in constant time."""
     settings: Settings = request.app.state.runtime.settings
@@ -166,16 +172,16 @@ def create_app(runtime: Runtime) -> FastAPI:
         return PlainTextResponse(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/api/tickets/{number}", tags=["tickets"])
-    async def get_ticket(number: str, _staff: Staff) -> dict[str, Any]:
+    async def get_ticket(number: str, who: Staff) -> dict[str, Any]:
         async with runtime.database.sessions() as session:
             ticket = await find_ticket(session, number)
             if ticket is None:
                 raise ApiError(404, "ticket_not_found", f"no ticket {number}")
-            return await ticket_json(session, ticket)
+            return await ticket_json(session, ticket, privileged=_privileged(who, ticket))
 
     @app.get("/api/tickets", tags=["tickets"])
     async def get_tickets(
-        _staff: Staff,
+        who: Staff,
         channel: str | None = None,
         since: datetime | None = None,
         status: str | None = None,
@@ -194,6 +200,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                 department=department,
                 after_id=after,
                 limit=limit,
+                viewer_department=who.department,
             )
         return {
             "tickets": [row for _, row in rows],
@@ -255,7 +262,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                 detail["from_department"] = previous_department
             await add_event(session, ticket, NewEvent(event.kind, f"staff:{who.id}", detail), now)
             await session.refresh(ticket)
-            body = await ticket_json(session, ticket)
+            body = await ticket_json(session, ticket, privileged=_privileged(who, ticket))
         log.info("ticket_event", number=number, kind=event.kind, status=new_status.value)
         return body
 

@@ -170,8 +170,28 @@ async def add_event(session: AsyncSession, ticket: Ticket, event: NewEvent, at: 
     )
 
 
-async def ticket_json(session: AsyncSession, ticket: Ticket) -> dict[str, Any]:
-    """The ticket as CONTRACT.md's "Ticket JSON", with its events in order."""
+async def confidential_keys(session: AsyncSession, source_keys: Sequence[str]) -> set[str]:
+    """Source keys of referral orders whose complainant asked to stay confidential (是否保密)."""
+    from store.referral_models import ReferralOrderRecord
+
+    if not source_keys:
+        return set()
+    rows = await session.execute(
+        select(col(ReferralOrderRecord.source_key)).where(
+            col(ReferralOrderRecord.source_key).in_(list(source_keys)),
+            col(ReferralOrderRecord.confidential).is_(True),
+        )
+    )
+    return set(rows.scalars())
+
+
+async def ticket_json(
+    session: AsyncSession, ticket: Ticket, *, privileged: bool = True
+) -> dict[str, Any]:
+    """The ticket as CONTRACT.md's "Ticket JSON", with its events in order.
+
+    ``privileged=False`` (the handling department's view) hides a confidential complainant.
+    """
     complainant = (
         await session.get(Complainant, ticket.complainant_id) if ticket.complainant_id else None
     )
@@ -195,7 +215,8 @@ async def ticket_json(session: AsyncSession, ticket: Ticket) -> dict[str, Any]:
         .scalars()
         .all()
     )
-    return ticket_summary(ticket, complainant) | {
+    hide = not privileged and bool(await confidential_keys(session, [ticket.source_key]))
+    return ticket_summary(ticket, complainant, hide_complainant=hide) | {
         "attachments": [
             {
                 "filename": a.filename,
@@ -211,7 +232,9 @@ async def ticket_json(session: AsyncSession, ticket: Ticket) -> dict[str, Any]:
     }
 
 
-def ticket_summary(ticket: Ticket, complainant: Complainant | None) -> dict[str, Any]:
+def ticket_summary(
+    ticket: Ticket, complainant: Complainant | None, *, hide_complainant: bool = False
+) -> dict[str, Any]:
     """The ticket JSON without attachments and events (for listings)."""
     referral = None
     if ticket.referral_source:
@@ -225,12 +248,7 @@ def ticket_summary(ticket: Ticket, complainant: Complainant | None) -> dict[str,
         "channel": ticket.channel,
         "source_key": ticket.source_key,
         "received_at": _iso(ticket.received_at),
-        "complainant": {
-            "name": complainant.name if complainant else None,
-            "phone": complainant.phone if complainant else None,
-            "email": complainant.email if complainant else None,
-            "anonymous": complainant.anonymous if complainant else True,
-        },
+        "complainant": _complainant_json(complainant, hide_complainant),
         "subject": ticket.subject,
         "body": ticket.body,
         "incident_at": _iso(ticket.incident_at),
@@ -260,6 +278,7 @@ async def list_tickets(
     department: str | None = None,
     after_id: int = 0,
     limit: int = 100,
+    viewer_department: str | None = None,
 ) -> list[tuple[int, dict[str, Any]]]:
     """Tickets in creation order, as (id, summary) so callers can page by id."""
     query = (
@@ -278,7 +297,32 @@ async def list_tickets(
     if department:
         query = query.where(col(Ticket.department) == department)
     rows = (await session.execute(query)).all()
-    return [(ticket.id or 0, ticket_summary(ticket, complainant)) for ticket, complainant in rows]
+    hidden: set[str] = set()
+    if viewer_department is not None:
+        candidates = [
+            t.source_key
+            for t, _ in rows
+            if t.referral_source and t.first_contact_department != viewer_department
+        ]
+        hidden = await confidential_keys(session, candidates)
+    return [
+        (
+            ticket.id or 0,
+            ticket_summary(ticket, complainant, hide_complainant=ticket.source_key in hidden),
+        )
+        for ticket, complainant in rows
+    ]
+
+
+def _complainant_json(complainant: Complainant | None, hide: bool) -> dict[str, Any]:
+    shown = None if hide else complainant
+    return {
+        "name": shown.name if shown else None,
+        "phone": shown.phone if shown else None,
+        "email": shown.email if shown else None,
+        "anonymous": complainant.anonymous if complainant else True,
+        "confidential": hide,
+    }
 
 
 def _iso(value: datetime | None) -> str | None:
