@@ -16,7 +16,11 @@ if TYPE_CHECKING:
     from ingest.runtime import Runtime
 
 # name -> "module:function" returning an APIRouter for the running process.
-HTTP_CHANNELS: dict[str, str] = {}
+HTTP_CHANNELS: dict[str, str] = {
+    "hotline": "channels.hotline.api:build_router",
+    "referrals": "channels.referral.routes:build_router",
+    "web": "channels.web.routes:build_router",
+}
 
 
 def http_routers(runtime: Runtime) -> list[APIRouter]:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
+from channels.hotline.cli import import_calls
 from ingest.settings import ConfigError, Settings, load_settings
 
 T = TypeVar("T")
@@ -376,6 +377,8 @@ def dead_letters_replay(dead_letter_id: int, config_path: Path | None) -> None:
         sys.exit(1)
     click.echo(f"replayed dead letter {dead_letter_id}")
 
+
+main.add_command(import_calls)
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from channels.email.settings import EmailSettings
+from channels.hotline.settings import HotlineSettings
+from channels.referral.settings import ReferralSettings
+from channels.web.settings import WebSettings
 from router.timelimit import TimeLimit
 
 ENV_PREFIX = "SHOULI_"
@@ -238,6 +242,10 @@ class Settings(_Section):
     routing: RoutingSettings = RoutingSettings()
     time_limits: TimeLimits = TimeLimits()
     calendar: CalendarSettings = CalendarSettings()
+    hotline: HotlineSettings = HotlineSettings()
+    referrals: ReferralSettings = ReferralSettings()
+    web: WebSettings = WebSettings()
+    email: EmailSettings = EmailSettings()
 
     def department(self, key: str) -> Department:
         for department in self.departments:
@@ -295,6 +303,18 @@ def _cross_reference_problems(settings: Settings) -> list[tuple[str, str]]:
     for index, staff in enumerate(settings.auth.staff):
         if not staff.token and not staff.token_env:
             problems.append((f"auth.staff.{index}", "give token_env (preferred) or token"))
+    problems.extend(settings.hotline.cross_reference_problems(department_keys, category_keys))
+    problems.extend(settings.referrals.cross_reference_problems(department_keys, category_keys))
+    problems.extend(settings.email.imap_problems())
+    for index, mailbox in enumerate(settings.email.mailboxes):
+        where = f"email.mailboxes.{index}"
+        if mailbox.department is not None and mailbox.department not in department_keys:
+            problems.append((f"{where}.department", f"unknown department {mailbox.department!r}"))
+        if mailbox.category is not None and mailbox.category not in category_keys:
+            problems.append((f"{where}.category", f"unknown category {mailbox.category!r}"))
+        addresses = [m.address for m in settings.email.mailboxes]
+        if addresses.index(mailbox.address) != index:
+            problems.append((f"{where}.address", f"duplicate mailbox {mailbox.address!r}"))
     calendar = settings.calendar
     if calendar.service_start >= calendar.service_end:
         problems.append(("calendar.service_end", "must be later than calendar.service_start"))

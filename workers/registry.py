@@ -43,7 +43,26 @@ def _sla(runtime: Runtime) -> Worker:
     )
 
 
-WORKERS: dict[str, Callable[[Runtime], Worker]] = {"router": _router, "sla": _sla}
+def _referrals(runtime: Runtime) -> Worker:
+    from workers.referrals import ReferralsWorker
+
+    return ReferralsWorker(runtime)
+
+
+def _imap(runtime: Runtime) -> Worker:
+    from workers.imap import ImapWorker
+
+    worker = ImapWorker(runtime)
+    runtime.health["imap"] = worker.health
+    return worker
+
+
+WORKERS: dict[str, Callable[[Runtime], Worker]] = {
+    "router": _router,
+    "sla": _sla,
+    "referrals": _referrals,
+    "imap": _imap,
+}
 
 
 class UnknownWorker(Exception):

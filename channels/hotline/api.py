@@ -1,0 +1,172 @@
+"""``POST /api/calls``: an agent files one hotline call (CONTRACT.md, issue 4).
+
+Answers:
+
+* 201 ``{"number"}``: a new ticket (with ``"repeat_of"`` when it repeats a closed one);
+* 200 ``{"number"}``: this call id was filed before, same number;
+* 200 ``{"number", "repeat_of_open": true}``: the caller already has an open ticket about the
+  same matter; no new ticket, an urge (催办) was added to that one;
+* 401 no or unknown token, 403 a token filing as another agent, 422 field by field,
+  503 + Retry-After when the store or the queue is down (nothing half-stored).
+
+Each agent token is bound to one agent id and team (``hotline.agents``): the agent is the
+first contact (首问责任人), and one agent cannot file calls in another's name.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
+
+from channels.hotline.accept import accept_call
+from channels.hotline.records import (
+    CallContext,
+    CallRecord,
+    call_draft,
+    normalise_account,
+    record_problems,
+)
+from channels.hotline.settings import HotlineAgent, HotlineSettings
+from ingest.http import ApiError
+from ingest.runtime import Runtime
+from router.calendar import WorkCalendar
+from router.repeats import RepeatFinder
+
+log = structlog.get_logger(__name__)
+
+
+class CallAnswer(BaseModel):
+    number: str = Field(description="the complaint number (投诉编号) the caller is told")
+    repeat_of_open: bool | None = Field(
+        default=None, description="true: merged into this open ticket as a repeat (催办)"
+    )
+    repeat_of: str | None = Field(
+        default=None, description="the closed ticket this new one repeats (重复投诉)"
+    )
+
+
+def _error(code: str, description: str) -> dict[str, object]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "example": {"error": {"code": code, "message": description, "fields": {}}}
+            }
+        },
+    }
+
+
+def calling_agent(request: Request) -> HotlineAgent:
+    """The agent behind ``Authorization: Bearer``, compared in constant time."""
+    hotline: HotlineSettings = request.app.state.runtime.settings.hotline
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "send an agent token as 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    presented = token.strip().encode()
+    found: HotlineAgent | None = None
+    for agent in hotline.agents:
+        secret = agent.secret()
+        # No early exit: every agent is compared, so timing does not tell which matched.
+        if secret and hmac.compare_digest(secret.encode(), presented) and found is None:
+            found = agent
+    if found is None:
+        raise ApiError(
+            401,
+            "invalid_token",
+            "this token is not an agent token (hotline.agents)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return found
+
+
+Agent = Annotated[HotlineAgent, Depends(calling_agent)]
+
+
+def build_router(runtime: Runtime) -> APIRouter:
+    settings = runtime.settings
+    hotline = settings.hotline
+    context = CallContext(
+        region=hotline.default_region,
+        calendar=WorkCalendar(settings.calendar, settings.organisation.timezone),
+    )
+    finder = RepeatFinder.from_settings(settings)
+    categories = frozenset(c.key for c in settings.categories)
+
+    router = APIRouter()
+
+    @router.post(
+        "/api/calls",
+        status_code=201,
+        response_model=CallAnswer,
+        response_model_exclude_none=True,
+        summary="File one hotline call record",
+        responses={
+            200: {
+                "model": CallAnswer,
+                "description": "filed before, or merged into an open "
+                "ticket of the same caller (repeat_of_open)",
+            },
+            401: _error("invalid_token", "no token, or not an agent token"),
+            403: _error("agent_mismatch", "the token belongs to another agent"),
+            422: _error("invalid_request", "some fields are invalid"),
+            503: _error("queue_unavailable", "try again shortly (Retry-After)"),
+        },
+    )
+    async def post_call(
+        record: CallRecord,
+        request: Request,
+        response: Response,
+        agent: Agent,
+    ) -> CallAnswer:
+        if record.agent_id is not None and record.agent_id != agent.id:
+            raise ApiError(
+                403,
+                "agent_mismatch",
+                "an agent token can only file calls as its own agent",
+                {"agent_id": f"this token files as agent {agent.id!r}"},
+            )
+        problems = record_problems(record, categories=categories, now=datetime.now(UTC))
+        if problems:
+            raise ApiError(422, "invalid_request", "some fields are invalid", problems)
+        raw_sha256 = await runtime.blobs.put(await request.body())
+        draft = call_draft(
+            record,
+            agent_id=agent.id,
+            department=agent.department,
+            context=context,
+            raw_sha256=raw_sha256,
+        )
+        accepted = await accept_call(
+            runtime,
+            finder,
+            draft,
+            dissatisfied=record.dissatisfied,
+            account=normalise_account(record.account_number) if record.account_number else None,
+        )
+        if accepted.repeat_of_open or not accepted.new:
+            response.status_code = 200
+        log.info(
+            "call_filed",
+            number=accepted.number,
+            agent=agent.id,
+            new=accepted.new,
+            repeat_of_open=accepted.repeat_of_open,
+            repeat_of=accepted.repeat_of,
+        )
+        return CallAnswer(
+            number=accepted.number,
+            repeat_of_open=True if accepted.repeat_of_open else None,
+            repeat_of=accepted.repeat_of,
+        )
+
+    return router

@@ -1,0 +1,287 @@
+"""The ``hotline:`` section of ``config.yaml``: agents and their tokens, vendor export
+mappings, the phone region, and the repeat-caller rule (重复投诉).
+
+Pure pydantic on purpose: ``ingest.settings`` imports this module, so it must not import
+anything of the service (store, router, queue) itself.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from router.timelimit import TimeLimit, TimeUnit
+
+# The fields of a call record that an export column (or a JSON-lines key) can fill; the
+# names are those of ``POST /api/calls`` (channels/hotline/records.py, CallRecord).
+IMPORT_FIELDS: tuple[str, ...] = (
+    "call_id",
+    "caller_number",
+    "contact_number",
+    "hotline_number",
+    "agent_id",
+    "started_at",
+    "ended_at",
+    "duration_seconds",
+    "direction",
+    "recording_ref",
+    "ivr_path",
+    "category",
+    "summary",
+    "request",
+    "complainant_name",
+    "complainant_address",
+    "account_number",
+    "outcome",
+    "resolution",
+    "answer_code",
+    "dissatisfied",
+)
+# An export without these columns cannot be imported at all (exit 2, naming them); a row with
+# one of them empty is rejected on its own. ``call_id`` is not among them: without it the row's
+# content hash is its identity.
+REQUIRED_COLUMNS: tuple[str, ...] = ("caller_number", "agent_id", "started_at", "summary")
+
+# ``--vendor api``: an export whose headers are the API's field names (IMPORT_FIELDS).
+API_VENDOR = "api"
+
+Outcome = Literal["resolved", "dispatch"]
+Direction = Literal["inbound", "outbound"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HotlineAgent(_Section):
+    """An agent (坐席) who may file calls; the token is bound to this id and team."""
+
+    id: str = Field(min_length=1, max_length=200, description="agent id (坐席工号)")
+    name: str | None = Field(default=None, max_length=200)
+    department: str = Field(description="the agent's team: a configured department key")
+    token: str | None = Field(default=None, min_length=16)
+    token_env: str | None = Field(default=None, description="environment variable with the token")
+
+    def secret(self) -> str | None:
+        if self.token_env:
+            return os.environ.get(self.token_env) or None
+        return self.token
+
+
+class VendorMapping(_Section):
+    """How one call-centre system's export names things. Exports differ per vendor."""
+
+    columns: dict[str, str] = Field(
+        description="record field -> column header in the export (or key in JSON lines)"
+    )
+    delimiter: str | None = Field(default=None, description="None: detect , TAB ; |")
+    encoding: str | None = Field(
+        default=None, description="None: detect UTF-8 (with or without BOM), GB18030/GBK, UTF-16"
+    )
+    timezone: str | None = Field(
+        default=None, description="zone of times written without an offset; None: organisation's"
+    )
+    time_formats: tuple[str, ...] = Field(
+        default=(), description="strptime formats tried before the built-in ones"
+    )
+    default_department: str | None = Field(
+        default=None, description="team of agents in the export who are not in hotline.agents"
+    )
+    category_values: dict[str, str] = Field(
+        default_factory=dict, description="the export's category label -> category key"
+    )
+    outcome_values: dict[str, Outcome] = Field(
+        default_factory=dict, description="added to the built-in 直接办结/派单 table"
+    )
+    direction_values: dict[str, Direction] = Field(
+        default_factory=dict, description="added to the built-in 呼入/呼出 table"
+    )
+
+    @field_validator("columns")
+    @classmethod
+    def _known_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(IMPORT_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"unknown record field(s) {', '.join(unknown)}; known: {', '.join(IMPORT_FIELDS)}"
+            )
+        headers = [h.strip() for h in value.values()]
+        if any(not h for h in headers):
+            raise ValueError("a column header must not be empty")
+        if len(set(headers)) != len(headers):
+            raise ValueError("two fields are mapped to the same column")
+        return value
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, value: str | None) -> str | None:
+        if value is not None and len(value) != 1:
+            raise ValueError("one character, e.g. ',' or '\\t'")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_codec(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                codecs.lookup(value)
+            except LookupError as exc:
+                raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, gb18030)") from exc
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except Exception as exc:
+                raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from exc
+        return value
+
+    @field_validator("time_formats")
+    @classmethod
+    def _strptime_formats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for fmt in value:
+            if not re.search(r"%[YmdHMS]", fmt):
+                raise ValueError(f"{fmt!r} is not a strptime format like '%Y-%m-%d %H:%M:%S'")
+        return value
+
+    @model_validator(mode="after")
+    def _required_columns(self) -> VendorMapping:
+        missing = [f for f in REQUIRED_COLUMNS if f not in self.columns]
+        if missing:
+            raise ValueError(f"columns must map {', '.join(missing)}")
+        return self
+
+
+def identity_mapping() -> VendorMapping:
+    """The mapping of an export that uses the API's own field names as its headers."""
+    return VendorMapping(columns={name: name for name in IMPORT_FIELDS})
+
+
+class RepeatSettings(_Section):
+    """The repeat-complaint rule (重复投诉); used for calls at the edge and, through the router,
+    for every channel whose complainant leaves a phone, an email or an account number."""
+
+    enabled: bool = True
+    window: TimeLimit = Field(
+        default=TimeLimit.parse("30 days"),
+        description="open tickets received, or closed tickets last changed, within this",
+    )
+    similarity: float = Field(
+        default=70.0, ge=0, le=100, description="text similarity (0-100) that makes 'same matter'"
+    )
+    by_account: bool = Field(
+        default=True,
+        description="also match the account number (户号); a scan of the window's tickets",
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _elapsed_time(cls, value: TimeLimit) -> TimeLimit:
+        if value.unit in (TimeUnit.WORKING_DAYS, TimeUnit.WORKING_HOURS):
+            raise ValueError("give the window in days, hours or minutes, not working time")
+        return value
+
+    @property
+    def window_delta(self) -> timedelta:
+        unit = {TimeUnit.DAYS: "days", TimeUnit.HOURS: "hours", TimeUnit.MINUTES: "minutes"}
+        return timedelta(**{unit[self.window.unit]: self.window.amount})
+
+
+class HotlineSettings(_Section):
+    default_region: str = Field(default="CN", description="region of numbers without +country")
+    agents: tuple[HotlineAgent, ...] = ()
+    vendors: dict[str, VendorMapping] = Field(default_factory=dict)
+    default_vendor: str | None = Field(default=None, description="import-calls without --vendor")
+    repeats: RepeatSettings = RepeatSettings()
+    import_batch_size: int = Field(default=500, ge=1, le=5000)
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        value = value.upper()
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r}; use an ISO code such as CN or HK")
+        return value
+
+    @field_validator("vendors")
+    @classmethod
+    def _vendor_names(cls, value: dict[str, VendorMapping]) -> dict[str, VendorMapping]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
+                raise ValueError(f"vendor name {name!r}: lower case letters, digits, _ and -")
+        return value
+
+    def agent(self, agent_id: str) -> HotlineAgent | None:
+        return next((a for a in self.agents if a.id == agent_id), None)
+
+    def vendor(self, name: str | None) -> VendorMapping:
+        """The named mapping; without a name the default vendor. ``api`` (unless configured)
+        and no name without a default vendor: the API's own field names as headers."""
+        name = name or self.default_vendor
+        if name in self.vendors:
+            return self.vendors[name]
+        if name in (None, API_VENDOR):
+            return identity_mapping()
+        raise KeyError(name)
+
+    def vendor_names(self) -> list[str]:
+        return sorted({*self.vendors, API_VENDOR})
+
+    def cross_reference_problems(
+        self, departments: Sequence[str], categories: Sequence[str]
+    ) -> list[tuple[str, str]]:
+        """Names that must point at other sections (called by ingest.settings)."""
+        problems: list[tuple[str, str]] = []
+        known = ", ".join(departments) or "none"
+        seen: dict[str, int] = {}
+        for index, agent in enumerate(self.agents):
+            where = f"hotline.agents.{index}"
+            if agent.id in seen:
+                problems.append((f"{where}.id", f"duplicate agent {agent.id!r}"))
+            seen.setdefault(agent.id, index)
+            if agent.department not in departments:
+                problems.append(
+                    (f"{where}.department", f"unknown department {agent.department!r} ({known})")
+                )
+            if not agent.token and not agent.token_env:
+                problems.append((where, "give token_env (preferred) or token"))
+        inline = [a.token for a in self.agents if a.token]
+        if len(set(inline)) != len(inline):
+            problems.append(("hotline.agents", "two agents share a token; give each its own"))
+        if self.default_vendor is not None and self.default_vendor not in self.vendor_names():
+            problems.append(
+                (
+                    "hotline.default_vendor",
+                    f"unknown vendor {self.default_vendor!r} "
+                    f"(known: {', '.join(self.vendor_names())})",
+                )
+            )
+        for name, vendor in self.vendors.items():
+            where = f"hotline.vendors.{name}"
+            if vendor.default_department and vendor.default_department not in departments:
+                problems.append(
+                    (
+                        f"{where}.default_department",
+                        f"unknown department {vendor.default_department!r} ({known})",
+                    )
+                )
+            for label, key in vendor.category_values.items():
+                if key not in categories:
+                    problems.append(
+                        (
+                            f"{where}.category_values.{label}",
+                            f"unknown category {key!r} ({', '.join(categories) or 'none'})",
+                        )
+                    )
+        return problems

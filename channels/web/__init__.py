@@ -1,0 +1,1 @@
+"""The web channel: the public complaint page, supervision feedback and progress inquiry."""
