@@ -30,7 +30,7 @@ async def migrate(database: Database) -> None:
             await conn.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
             )
-        await conn.run_sync(lambda sync_conn: command.upgrade(alembic_config(sync_conn), "heads"))
+        await conn.run_sync(lambda sync_conn: command.upgrade(alembic_config(sync_conn), "head"))
 
 
 async def current_revision(database: Database) -> str | None:

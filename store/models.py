@@ -62,7 +62,8 @@ class Ticket(SQLModel, table=True):
     channel: str = Field(max_length=16)
     source_key: str = Field(max_length=500)
     received_at: datetime = _utc()
-    complainant_id: int | None = Field(default=None, foreign_key="complainants.id")
+    # Indexed: repeat-complaint lookups go from a contact to its tickets.
+    complainant_id: int | None = Field(default=None, foreign_key="complainants.id", index=True)
     subject: str = ""
     body: str = ""
     incident_at: datetime | None = _utc(nullable=True)

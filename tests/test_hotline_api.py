@@ -380,24 +380,25 @@ async def test_an_after_hours_call_is_flagged_and_its_clock_starts_at_the_next_w
 
 
 async def test_a_call_is_answered_503_while_the_queue_is_down_and_the_retry_keeps_its_number(
-    stack: Stack, client: httpx.AsyncClient
+    distributed_stack: Stack,
 ) -> None:
-    if stack.mode != "distributed":
-        pytest.skip("the embedded queue is the store itself: it is down only with the store")
-    record = call()
-    await stack.rt.queue.close()
-    try:
-        down = await client.post("/api/calls", json=record)
-    finally:
-        await stack.rt.queue.connect()
-    assert down.status_code == 503
-    assert down.headers["retry-after"] and down.json()["error"]["code"] == "queue_unavailable"
-    retry = await client.post("/api/calls", json=record)
-    assert retry.status_code == 200
-    stack.start_router()
-    assert await stack.wait_for_tickets(1) == 1
-    ticket = await ticket_of(stack, retry.json()["number"])
-    assert ticket["source_key"] == record["call_id"]
+    # Distributed only: the embedded queue is the store itself, down only with the store.
+    stack = distributed_stack
+    async with _client(stack) as client:
+        record = call()
+        await stack.rt.queue.close()
+        try:
+            down = await client.post("/api/calls", json=record)
+        finally:
+            await stack.rt.queue.connect()
+        assert down.status_code == 503
+        assert down.headers["retry-after"] and down.json()["error"]["code"] == "queue_unavailable"
+        retry = await client.post("/api/calls", json=record)
+        assert retry.status_code == 200
+        stack.start_router()
+        assert await stack.wait_for_tickets(1) == 1
+        ticket = await ticket_of(stack, retry.json()["number"])
+        assert ticket["source_key"] == record["call_id"]
 
 
 async def test_the_api_description_documents_post_api_calls(
