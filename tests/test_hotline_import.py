@@ -142,6 +142,7 @@ async def test_a_gbk_export_from_excel_is_detected_and_decoded(embedded_stack: S
         "phone": "+861065123456",
         "email": None,
         "anonymous": False,
+        "confidential": False,
     }
     callback = await ticket_of(embedded_stack, tickets["HL20250617-0102"])
     assert callback["complainant"]["phone"] == "+8613611112222", "the contact number given"

@@ -44,6 +44,7 @@ async def test_a_submitted_draft_becomes_a_routed_ticket_with_its_audit_trail(st
         "phone": "+8613812345678",
         "email": "zhang@example.cn",
         "anonymous": False,
+        "confidential": False,
     }
     assert ticket["due_at"] is not None and ticket["due_at"] > ticket["received_at"]
     kinds = [e["kind"] for e in ticket["events"]]
