@@ -36,25 +36,39 @@ RECIPIENT = "complaints@water.example.cn"
 
 def generate(n: int, workdir: Path) -> list[bytes]:
     out = workdir / f"mails{n}"
-    subprocess.run([sys.executable, str(GENERATOR), "--n", str(n), "--out", str(out)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(GENERATOR), "--n", str(n), "--out", str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return [p.read_bytes() for p in sorted(out.glob("*.eml"))]
 
 
 def with_megabyte(mail: bytes, index: int) -> bytes:
     blob = base64.encodebytes(os.urandom(750_000))  # ~1 MB once base64-encoded
     boundary = f"bench-{index}".encode()
-    head, _, body = mail.partition(b"\r\n\r\n")
+    head, _, _body = mail.partition(b"\r\n\r\n")
     head = b"\r\n".join(
-        line for line in head.split(b"\r\n") if not line.lower().startswith((b"content-type", b"mime-version", b"content-transfer"))
+        line
+        for line in head.split(b"\r\n")
+        if not line.lower().startswith((b"content-type", b"mime-version", b"content-transfer"))
     )
     return (
-        head + b"\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=" + boundary
-        + b"\r\n\r\n--" + boundary + b"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-        + "投诉正文见附件。".encode() + b"\r\n--" + boundary
+        head
+        + b"\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="
+        + boundary
+        + b"\r\n\r\n--"
+        + boundary
+        + b"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        + "投诉正文见附件。".encode()
+        + b"\r\n--"
+        + boundary
         + b"\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
         + b"Content-Disposition: attachment; filename=evidence.bin\r\n\r\n"
-        + blob.replace(b"\n", b"\r\n") + b"\r\n--" + boundary + b"--\r\n"
+        + blob.replace(b"\n", b"\r\n")
+        + b"\r\n--"
+        + boundary
+        + b"--\r\n"
     )
 
 
@@ -81,7 +95,9 @@ class _NothingHandler:
 async def ceiling(mails: list[bytes], clients: int) -> float:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(_NothingHandler(), data_size_limit=50 * 1024 * 1024, decode_data=False), "127.0.0.1", 0
+        lambda: SMTP(_NothingHandler(), data_size_limit=50 * 1024 * 1024, decode_data=False),
+        "127.0.0.1",
+        0,
     )
     port = server.sockets[0].getsockname()[1]
     try:
@@ -97,7 +113,9 @@ async def ours(dep: Deployment, mails: list[bytes], clients: int, run: int) -> t
 
     rt = dep.runtime
     intake = MailIntake(rt.settings.email, rt.blobs, rt.handoff, rt.metrics)
-    server = await start_smtp(rt.settings, intake, rt.settings.email.smtp.model_copy(update={"port": 0}))
+    server = await start_smtp(
+        rt.settings, intake, rt.settings.email.smtp.model_copy(update={"port": 0})
+    )
     port = server.sockets[0].getsockname()[1]
     before = await _email_tickets(dep)
     started = time.monotonic()
@@ -118,7 +136,9 @@ async def _email_tickets(dep: Deployment) -> int:
     from store.models import Ticket
 
     async with dep.runtime.database.sessions() as session:
-        result = await session.execute(select(func.count()).select_from(Ticket).where(Ticket.channel == "email"))
+        result = await session.execute(
+            select(func.count()).select_from(Ticket).where(Ticket.channel == "email")
+        )
         return int(result.scalar_one())
 
 
@@ -128,7 +148,9 @@ def unique(mails: list[bytes], run: str) -> list[bytes]:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=2000, help="3 KB mails per client count")
     parser.add_argument("--big", type=int, default=40, help="1 MB mails per client count")
     parser.add_argument("--clients", default="1,8,32")
@@ -143,7 +165,10 @@ async def main() -> None:
     big = [with_megabyte(m, i) for i, m in enumerate(small[: args.big])]
     mode = "distributed" if args.distributed else "embedded"
     print(f"{os.cpu_count()} cores; {mode}; {len(small)} mails of ~3 KB, {len(big)} of ~1 MB")
-    print("| mails | clients | accepted (250) mails/s | end to end tickets/s | do-nothing aiosmtpd mails/s | ratio |")
+    print(
+        "| mails | clients | accepted (250) mails/s | end to end tickets/s"
+        " | do-nothing aiosmtpd mails/s | ratio |"
+    )
     print("|---|---|---|---|---|---|")
     async with Deployment(mode, 1, workdir) as dep:
         for label, mails in (("3 KB", small), ("1 MB", big)):
@@ -151,7 +176,9 @@ async def main() -> None:
                 run = f"r{label[0]}{clients}"
                 accepted, end_to_end = await ours(dep, unique(mails, run), clients, 0)
                 top = await ceiling(mails, clients)
-                print(f"| {label} | {clients} | {accepted:.0f} | {end_to_end:.0f} | {top:.0f} | {accepted / top:.2f} |", flush=True)
+                cells = [label, clients, f"{accepted:.0f}", f"{end_to_end:.0f}", f"{top:.0f}"]
+                cells.append(f"{accepted / top:.2f}")
+                print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ class Deployment:
         log = (self.workdir / "processes.log").open("wb")
         for role in (["edge"], ["worker", "router"]):
             self.processes.append(
-                subprocess.Popen(  # noqa: ASYNC220  (started once, never waited on here)
+                subprocess.Popen(
                     [sys.executable, "-m", "ingest.cli", *role],
                     env=keep | env,
                     cwd=self.workdir,

@@ -67,7 +67,7 @@ def percentile(values: list[float], pct: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
 class Deployment:
@@ -93,21 +93,31 @@ class Deployment:
         else:
             base = make_url(PG_URL)
             self.pg_name = f"shouli_bench_{uuid.uuid4().hex[:8]}"
-            conn = await asyncpg.connect(host=base.host, port=base.port, user=base.username, database=base.database)
+            conn = await asyncpg.connect(
+                host=base.host, port=base.port, user=base.username, database=base.database
+            )
             await conn.execute(f'CREATE DATABASE "{self.pg_name}"')
             await conn.close()
-            env["SHOULI_DATABASE__URL"] = base.set(database=self.pg_name).render_as_string(hide_password=False)
+            env["SHOULI_DATABASE__URL"] = base.set(database=self.pg_name).render_as_string(
+                hide_password=False
+            )
             env["SHOULI_BROKER__URL"] = AMQP_URL
         self.env = env
         self.settings = load_settings(ROOT / "config.yaml", environ=env)
         self.runtime = await Runtime.open(self.settings)
-        process_env = {**{k: v for k, v in os.environ.items() if not k.startswith("SHOULI_")}, **env}
+        process_env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("SHOULI_")},
+            **env,
+        }
         for index in range(self.workers):
-            log = open(self.workdir / f"worker-{index}.log", "wb")  # noqa: SIM115
+            log = open(self.workdir / f"worker-{index}.log", "wb")
             self.processes.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "ingest.cli", "worker", "router"],
-                    env=process_env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+                    env=process_env,
+                    cwd=self.workdir,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
             )
         await asyncio.sleep(3.0)  # worker start-up (imports, jieba dictionary) is not measured
@@ -132,7 +142,9 @@ class Deployment:
                     channel = await connection.channel()
             await connection.close()
             base = make_url(PG_URL)
-            conn = await asyncpg.connect(host=base.host, port=base.port, user=base.username, database=base.database)
+            conn = await asyncpg.connect(
+                host=base.host, port=base.port, user=base.username, database=base.database
+            )
             await conn.execute(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
             await conn.close()
 
@@ -146,7 +158,9 @@ class Deployment:
     async def latencies(self, run: str) -> list[float]:
         async with self.runtime.database.sessions() as session:
             rows = await session.execute(
-                select(Ticket.received_at, Ticket.created_at).where(Ticket.source_key.like(f"{run}-%"))  # type: ignore[attr-defined]
+                select(Ticket.received_at, Ticket.created_at).where(
+                    Ticket.source_key.like(f"{run}-%")
+                )  # type: ignore[attr-defined]
             )
             out = []
             for received, created in rows:
@@ -161,7 +175,9 @@ class Deployment:
             if await self.ticket_count(run) >= count:
                 return time.monotonic()
             await asyncio.sleep(0.02)
-        raise TimeoutError(f"only {await self.ticket_count(run)} of {count} tickets after {timeout}s")
+        raise TimeoutError(
+            f"only {await self.ticket_count(run)} of {count} tickets after {timeout}s"
+        )
 
     async def publish(self, bodies: list[bytes]) -> None:
         from ingest.queue import Outgoing
@@ -207,7 +223,9 @@ async def raw_rabbit(n: int, size: int) -> float:
     consume_channel = await connection.channel()
     await consume_channel.set_qos(prefetch_count=256)
     name = f"bench.raw.{uuid.uuid4().hex[:8]}"
-    queue = await consume_channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
+    queue = await consume_channel.declare_queue(
+        name, durable=True, arguments={"x-queue-type": "quorum"}
+    )
     body = b"x" * size
     received = 0
     done = asyncio.Event()
@@ -226,7 +244,8 @@ async def raw_rabbit(n: int, size: int) -> float:
         await asyncio.gather(
             *(
                 publish_channel.default_exchange.publish(
-                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=name
+                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key=name,
                 )
                 for _ in range(start, min(start + window, n))
             )
@@ -240,16 +259,25 @@ async def raw_rabbit(n: int, size: int) -> float:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=5000, help="drafts for the throughput run")
-    parser.add_argument("--rate", type=float, default=200.0, help="offered drafts/s for the latency run")
+    parser.add_argument(
+        "--rate", type=float, default=200.0, help="offered drafts/s for the latency run"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
     parser.add_argument("--modes", default="embedded,distributed")
-    parser.add_argument("--workers", default="1,2", help="router processes for the distributed mode")
+    parser.add_argument(
+        "--workers", default="1,2", help="router processes for the distributed mode"
+    )
     args = parser.parse_args()
 
     size = len(draft_bytes(0, "size"))
-    print(f"machine: {os.cpu_count()} cores; draft size {size} bytes; n={args.n}; latency at {args.rate:.0f}/s")
+    print(
+        f"machine: {os.cpu_count()} cores; draft size {size} bytes; n={args.n};"
+        f" latency at {args.rate:.0f}/s"
+    )
     rows: list[tuple[str, float, tuple[float, float, float, int]]] = []
     setups = []
     for mode in args.modes.split(","):
@@ -261,9 +289,18 @@ async def main() -> None:
             async with Deployment(mode, count, workdir) as dep:
                 rate = await throughput(dep, args.n)
                 lat = await latency(dep, args.rate, args.seconds)
-            label = "embedded (SQLite + embedded queue)" if mode == "embedded" else f"RabbitMQ + PostgreSQL, {count} router(s)"
+            label = (
+                "embedded (SQLite + embedded queue)"
+                if mode == "embedded"
+                else f"RabbitMQ + PostgreSQL, {count} router(s)"
+            )
             rows.append((label, rate, lat))
-            print(f"  {label:<40} {rate:8.0f} tickets/s   p50 {lat[0]*1000:6.1f} ms  p95 {lat[1]*1000:6.1f} ms  p99 {lat[2]*1000:6.1f} ms  ({lat[3]} at {args.rate:.0f}/s)", flush=True)
+            p50, p95, p99 = (f"{v * 1000:6.1f} ms" for v in lat[:3])
+            print(
+                f"  {label:<40} {rate:8.0f} tickets/s   p50 {p50}  p95 {p95}  p99 {p99}"
+                f"  ({lat[3]} at {args.rate:.0f}/s)",
+                flush=True,
+            )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     raw = None
@@ -275,7 +312,8 @@ async def main() -> None:
     print("|---|---|---|---|---|---|")
     for label, rate, lat in rows:
         ratio = f"{rate / raw:.2f}" if raw else "-"
-        print(f"| {label} | {rate:.0f} | {ratio} | {lat[0]*1000:.1f} | {lat[1]*1000:.1f} | {lat[2]*1000:.1f} |")
+        p50, p95, p99 = (f"{v * 1000:.1f}" for v in lat[:3])
+        print(f"| {label} | {rate:.0f} | {ratio} | {p50} | {p95} | {p99} |")
     if raw:
         print(f"| raw aio-pika publish+consume | {raw:.0f} | 1.00 | | | |")
 

@@ -24,7 +24,7 @@ from ingest.settings import Settings, load_settings
 from router.calendar import WorkCalendar
 from router.rules import Router
 from store.models import Ticket
-from tests.support import AMQP_URL, DATABASE_URL, need_postgres, need_rabbitmq
+from tests.support import AMQP_URL, need_postgres, need_rabbitmq
 from workers.router_worker import RouterWorker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +139,9 @@ class Stack:
 
     async def ticket_count(self) -> int:
         async with self.rt.database.sessions() as session:
-            return int((await session.execute(select(func.count()).select_from(Ticket))).scalar_one())
+            return int(
+                (await session.execute(select(func.count()).select_from(Ticket))).scalar_one()
+            )
 
     async def wait_for_tickets(self, count: int, timeout: float = 60.0) -> int:
         deadline = time.monotonic() + timeout

@@ -49,7 +49,10 @@ time_limits: {accept: "3 fortnights"}
     assert lines[0].startswith("database.url: Value error, use sqlite+aiosqlite")
     assert "broker.prefetch: Input should be greater than or equal to 1" in lines
     assert "http.port: Input should be less than or equal to 65535" in lines
-    assert any(line.startswith("time_limits.accept: Value error, unknown unit 'fortnights'") for line in lines)
+    assert any(
+        line.startswith("time_limits.accept: Value error, unknown unit 'fortnights'")
+        for line in lines
+    )
 
 
 def test_cross_references_are_checked_after_the_fields(tmp_path: Path) -> None:

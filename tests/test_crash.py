@@ -23,7 +23,7 @@ def _start_worker(stack: Stack, log_name: str) -> subprocess.Popen[bytes]:
     env = stack.process_env()
     # Small batches so the kill lands with many drafts leased but not yet committed.
     env["SHOULI_WORKER__BATCH_SIZE"] = "20"
-    log = open(stack.tmp_path / log_name, "wb")  # noqa: SIM115 (closed with the process)
+    log = open(stack.tmp_path / log_name, "wb")
     return subprocess.Popen(
         stack.shouli_command("worker", "router"),
         env=env,

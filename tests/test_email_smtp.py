@@ -33,7 +33,9 @@ def _free_port() -> int:
 
 
 @asynccontextmanager
-async def listener(stack: Stack, blobs: BlobStore | None = None, **smtp: object) -> AsyncIterator[int]:
+async def listener(
+    stack: Stack, blobs: BlobStore | None = None, **smtp: object
+) -> AsyncIterator[int]:
     port = _free_port()
     config = SmtpSettings(port=port, **smtp)  # type: ignore[arg-type]
     rt = stack.rt
@@ -54,7 +56,10 @@ def _complaint(subject: str = "水费异常+张三", message_id: str = "<m1@exam
     message["Message-ID"] = message_id
     message.set_content("本月水费比上月高出三倍，水表读数有误，请核查。联系电话13812345678。")
     message.add_attachment(
-        b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, maintype="image", subtype="png", filename="水表照片.png"
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 64,
+        maintype="image",
+        subtype="png",
+        filename="水表照片.png",
     )
     return message.as_bytes()
 
@@ -75,11 +80,15 @@ def _transcript(port: int, raw: bytes, recipients: list[str]) -> list[tuple[int,
     return replies
 
 
-async def send(port: int, raw: bytes, recipients: list[str] | None = None) -> list[tuple[int, bytes]]:
+async def send(
+    port: int, raw: bytes, recipients: list[str] | None = None
+) -> list[tuple[int, bytes]]:
     return await asyncio.to_thread(_transcript, port, raw, recipients or [MAILBOX])
 
 
-async def test_a_complaint_mail_gets_250_after_hand_off_and_becomes_one_ticket(stack: Stack) -> None:
+async def test_a_complaint_mail_gets_250_after_hand_off_and_becomes_one_ticket(
+    stack: Stack,
+) -> None:
     async with listener(stack) as port:
         replies = await send(port, _complaint())
     assert replies[-1] == (250, b"2.0.0 Complaint received")
@@ -90,7 +99,9 @@ async def test_a_complaint_mail_gets_250_after_hand_off_and_becomes_one_ticket(s
         attachment = (await session.execute(select(Attachment))).scalar_one()
     assert (ticket.channel, ticket.source_key) == ("email", "<m1@example.cn>")
     assert ticket.subject == "水费异常"
-    assert ticket.first_contact_kind == "mailbox" and ticket.first_contact_id == "mailbox-complaints"
+    assert (
+        ticket.first_contact_kind == "mailbox" and ticket.first_contact_id == "mailbox-complaints"
+    )
     assert ticket.category == "billing"
     assert attachment.filename == "水表照片.png" and attachment.content_type == "image/png"
     assert stack.rt.blobs.exists(attachment.sha256)
@@ -103,9 +114,13 @@ async def test_a_complaint_mail_gets_250_after_hand_off_and_becomes_one_ticket(s
     assert shown["complainant"]["phone"] == "+8613812345678"
 
 
-async def test_unknown_recipients_are_refused_with_550_and_no_relaying(embedded_stack: Stack) -> None:
+async def test_unknown_recipients_are_refused_with_550_and_no_relaying(
+    embedded_stack: Stack,
+) -> None:
     async with listener(embedded_stack) as port:
-        replies = await send(port, _complaint(), ["someone@elsewhere.example", "ceo@water.example.cn"])
+        replies = await send(
+            port, _complaint(), ["someone@elsewhere.example", "ceo@water.example.cn"]
+        )
     assert replies[2] == (550, b"5.1.1 Not a complaint mailbox here; relaying denied")
     assert replies[3][0] == 550
     assert len(replies) == 4, "no DATA without an accepted recipient"
@@ -203,7 +218,9 @@ async def test_one_session_past_the_connection_limit_is_told_421(embedded_stack:
         first_reader, first_writer = await asyncio.open_connection("127.0.0.1", port)
         assert (await first_reader.readline()).startswith(b"220 ")
         second_reader, second_writer = await asyncio.open_connection("127.0.0.1", port)
-        assert await second_reader.readline() == b"421 4.7.0 Too many connections, try again later\r\n"
+        assert (
+            await second_reader.readline() == b"421 4.7.0 Too many connections, try again later\r\n"
+        )
         second_writer.close()
         first_writer.close()
 

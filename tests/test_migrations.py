@@ -9,9 +9,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
-import store.imap_models  # noqa: F401  (registers their tables)
-import store.models  # noqa: F401
-import store.referral_models  # noqa: F401
+import store.imap_models
+import store.models
+import store.referral_models
 import store.web_models  # noqa: F401
 from ingest.settings import DatabaseSettings
 from store.db import Database

@@ -58,7 +58,9 @@ async def test_serve_answers_routes_a_submitted_draft_and_stops_cleanly_on_ctrl_
             code, out_text, err = await stack.shouli("submit", str(draft))
             assert (code, json.loads(out_text)) == (0, {"queued": "api:ops-1"}), err
             assert await stack.wait_for_tickets(1, timeout=60) == 1
-            code, out_text, err = await stack.shouli("tickets", "list", "--json", "--channel", "api")
+            code, out_text, err = await stack.shouli(
+                "tickets", "list", "--json", "--channel", "api"
+            )
             assert code == 0, err
             (ticket,) = [json.loads(line) for line in out_text.splitlines()]
             assert ticket["category"] == "supply_outage" and ticket["status"] == "dispatched"
@@ -93,7 +95,9 @@ async def test_submit_reports_each_problem_of_a_bad_draft_and_queues_nothing(
     assert await stack.rt.queue.depth(stack.rt.names.drafts) == 0
 
 
-async def test_an_unknown_worker_name_stops_with_the_list_of_known_ones(embedded_stack: Stack) -> None:
+async def test_an_unknown_worker_name_stops_with_the_list_of_known_ones(
+    embedded_stack: Stack,
+) -> None:
     code, _, err = await embedded_stack.shouli("worker", "imap-poller")
     assert code == 2
     assert err.strip() == (

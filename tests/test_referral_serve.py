@@ -49,7 +49,7 @@ async def test_the_edge_and_the_referrals_worker_take_a_confidential_referral_of
     roles = (["edge"], ["worker", "router"], ["worker", "referrals"])
     with log.open("wb") as out:
         processes = [
-            subprocess.Popen(  # noqa: ASYNC220  (started once, not waited on)
+            subprocess.Popen(
                 stack.shouli_command(*role), env=env, cwd=stack.tmp_path, stdout=out, stderr=out
             )
             for role in roles

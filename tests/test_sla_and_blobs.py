@@ -15,7 +15,9 @@ from tests.stack import Stack, make_draft
 from workers.sla import SlaWorker
 
 
-async def test_overdue_tickets_are_marked_once_and_month_old_ones_become_major(stack: Stack) -> None:
+async def test_overdue_tickets_are_marked_once_and_month_old_ones_become_major(
+    stack: Stack,
+) -> None:
     old = make_draft("old-1", received_at=datetime.now(UTC) - timedelta(days=40))
     fresh = make_draft("fresh-1")
     await stack.rt.handoff.submit_many([old, fresh])

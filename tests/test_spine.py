@@ -19,7 +19,9 @@ async def _ticket_for(stack: Stack, source_key: str, channel: str = "api") -> di
     async with stack.rt.database.sessions() as session:
         number = (
             await session.execute(
-                select(Ticket.number).where(Ticket.channel == channel, Ticket.source_key == source_key)
+                select(Ticket.number).where(
+                    Ticket.channel == channel, Ticket.source_key == source_key
+                )
             )
         ).scalar_one()
         ticket = await find_ticket(session, number)
@@ -56,7 +58,9 @@ async def test_a_submitted_draft_becomes_a_routed_ticket_with_its_audit_trail(st
     assert routed_rules["category.keywords"] is True
 
 
-async def test_two_competing_routers_make_each_ticket_once_with_unique_numbers(stack: Stack) -> None:
+async def test_two_competing_routers_make_each_ticket_once_with_unique_numbers(
+    stack: Stack,
+) -> None:
     drafts = [make_draft(f"compete-{i}") for i in range(300)]
     for start in range(0, 300, 50):
         await stack.rt.handoff.submit_many(drafts[start : start + 50])
@@ -65,7 +69,9 @@ async def test_two_competing_routers_make_each_ticket_once_with_unique_numbers(s
     assert await stack.wait_for_tickets(300) == 300
     async with stack.rt.database.sessions() as session:
         numbers = (await session.execute(select(Ticket.number))).scalars().all()
-        inbound = (await session.execute(select(func.count()).select_from(InboundItem))).scalar_one()
+        inbound = (
+            await session.execute(select(func.count()).select_from(InboundItem))
+        ).scalar_one()
     assert len(set(numbers)) == 300
     serials = sorted(int(n.rsplit("-", 1)[1]) for n in numbers)
     assert serials == list(range(1, 301)), "numbers are a gapless month serial"
@@ -103,7 +109,10 @@ class _BuggyRouter(Router):
 async def test_a_poison_draft_is_dead_lettered_with_its_reason_and_replays_after_the_fix(
     stack: Stack,
 ) -> None:
-    good, poison = make_draft("good-1"), make_draft("poison-1", subject="水压不足", body="POISON 水压太低")
+    good, poison = (
+        make_draft("good-1"),
+        make_draft("poison-1", subject="水压不足", body="POISON 水压太低"),
+    )
     await stack.rt.handoff.submit_many([good, poison])
     await stack.rt.queue.publish(stack.rt.names.drafts, [Outgoing(b"{not json", "garbage-1")])
     stack.start_router(_BuggyRouter(stack.settings))
@@ -171,7 +180,9 @@ async def test_a_complaint_closed_on_the_spot_is_recorded_closed_and_not_dispatc
     assert "dispatched" not in [e["kind"] for e in ticket["events"]]
 
 
-async def test_a_referral_deadline_earlier_than_our_rules_becomes_the_due_date(stack: Stack) -> None:
+async def test_a_referral_deadline_earlier_than_our_rules_becomes_the_due_date(
+    stack: Stack,
+) -> None:
     deadline = datetime.now(UTC) + timedelta(hours=2)
     draft = make_draft(
         "ref-1",
@@ -185,7 +196,9 @@ async def test_a_referral_deadline_earlier_than_our_rules_becomes_the_due_date(s
     ticket = await _ticket_for(stack, "ref-1", channel="referral")
     assert ticket["severity"] in ("important", "major")
     assert ticket["referral"]["reference"] == "GD-1"
-    assert datetime.fromisoformat(ticket["due_at"]) == deadline.replace(microsecond=deadline.microsecond)
+    assert datetime.fromisoformat(ticket["due_at"]) == deadline.replace(
+        microsecond=deadline.microsecond
+    )
     assert ticket["events"][-1]["detail"]["deadline_rule"] == "deadline.referral"
 
 

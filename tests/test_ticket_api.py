@@ -20,7 +20,9 @@ def _staff_token(stack: Stack) -> str:
 async def api(embedded_stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(embedded_stack.rt))
     headers = {"Authorization": f"Bearer {_staff_token(embedded_stack)}"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://t", headers=headers
+    ) as client:
         yield client
 
 
@@ -50,7 +52,9 @@ async def test_a_ticket_goes_through_its_whole_lifecycle_over_the_api(
         ("close", {}, "closed"),
     ]
     for kind, detail, status in steps:
-        response = await api.post(f"/api/tickets/{number}/events", json={"kind": kind, "detail": detail})
+        response = await api.post(
+            f"/api/tickets/{number}/events", json={"kind": kind, "detail": detail}
+        )
         assert response.status_code == 201, response.text
         assert response.json()["status"] == status
     ticket = (await api.get(f"/api/tickets/{number}")).json()
@@ -65,7 +69,9 @@ async def test_an_illegal_transition_is_409_and_names_the_allowed_ones(
     embedded_stack: Stack, api: httpx.AsyncClient
 ) -> None:
     number = await _one_ticket(embedded_stack)
-    response = await api.post(f"/api/tickets/{number}/events", json={"kind": "callback", "detail": {"satisfaction": "ok"}})
+    response = await api.post(
+        f"/api/tickets/{number}/events", json={"kind": "callback", "detail": {"satisfaction": "ok"}}
+    )
     assert response.status_code == 409
     error = response.json()["error"]
     assert error["code"] == "illegal_transition"
@@ -91,17 +97,23 @@ async def test_missing_fields_and_unknown_departments_are_422_with_field_names(
     assert [e["kind"] for e in nothing_stored["events"]][-1] == "dispatched"
 
 
-async def test_ticket_api_needs_a_staff_token(embedded_stack: Stack, api: httpx.AsyncClient) -> None:
+async def test_ticket_api_needs_a_staff_token(
+    embedded_stack: Stack, api: httpx.AsyncClient
+) -> None:
     number = await _one_ticket(embedded_stack)
     no_token = await api.get(f"/api/tickets/{number}", headers={"Authorization": ""})
     assert no_token.status_code == 401 and no_token.json()["error"]["code"] == "unauthenticated"
-    wrong = await api.get(f"/api/tickets/{number}", headers={"Authorization": "Bearer nope-nope-nope-nope"})
+    wrong = await api.get(
+        f"/api/tickets/{number}", headers={"Authorization": "Bearer nope-nope-nope-nope"}
+    )
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_token"
     missing = await api.get("/api/tickets/TS209901-000001")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "ticket_not_found"
 
 
-async def test_listing_filters_by_channel_and_pages(embedded_stack: Stack, api: httpx.AsyncClient) -> None:
+async def test_listing_filters_by_channel_and_pages(
+    embedded_stack: Stack, api: httpx.AsyncClient
+) -> None:
     await _one_ticket(embedded_stack)
     listed = (await api.get("/api/tickets", params={"channel": "api"})).json()
     assert [t["channel"] for t in listed["tickets"]] == ["api"]
@@ -111,7 +123,11 @@ async def test_listing_filters_by_channel_and_pages(embedded_stack: Stack, api: 
 async def test_health_readiness_metrics_and_openapi_answer(api: httpx.AsyncClient) -> None:
     assert (await api.get("/healthz")).json() == {"status": "ok"}
     ready = await api.get("/readyz")
-    assert ready.status_code == 200 and ready.json() == {"status": "ready", "store": True, "queue": True}
+    assert ready.status_code == 200 and ready.json() == {
+        "status": "ready",
+        "store": True,
+        "queue": True,
+    }
     metrics = await api.get("/metrics")
     assert "shouli_tickets_created_total" in metrics.text
     spec = (await api.get("/openapi.json")).json()
@@ -122,5 +138,7 @@ def test_the_state_machine_refuses_skipping_steps() -> None:
     with pytest.raises(IllegalTransition) as raised:
         transition("received", "close", {})
     assert raised.value.allowed == ["accept", "reject", "mark_invalid", "dispatch", "note"]
-    assert transition("dispatched", "close_abnormal", {"reason": "诉求超出政策"}) == "closed_abnormal"
+    assert (
+        transition("dispatched", "close_abnormal", {"reason": "诉求超出政策"}) == "closed_abnormal"
+    )
     assert transition("closed", "review", {"reason": "不满意"}) == "dispatched"

@@ -4,8 +4,8 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import store.imap_models
-import store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-import store.referral_models  # noqa: F401
+import store.models
+import store.referral_models
 import store.web_models  # noqa: F401
 
 connection = context.config.attributes.get("connection")
