@@ -225,6 +225,7 @@ async def test_one_session_past_the_connection_limit_is_told_421(embedded_stack:
         first_writer.close()
 
 
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus not found at {CORPUS} (../shared)")
 async def test_every_corpus_message_goes_through_the_real_listener_without_harm(
     embedded_stack: Stack,
 ) -> None:
