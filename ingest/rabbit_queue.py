@@ -16,12 +16,12 @@ routing key):
   (https://www.rabbitmq.com/ttl.html#per-message-ttl-caveats), which is why delays go to
   per-TTL queues instead of per-message ``expiration``.
 
-Dead-lettering uses ``x-dead-letter-strategy: at-least-once`` (RabbitMQ >= 3.10, needs
-``x-overflow: reject-publish``): the source quorum queue keeps a message until the target
-queue has confirmed it, instead of the default at-most-once hand-off that can drop a message
-when the target is briefly unavailable
-(https://www.rabbitmq.com/quorum-queues.html#dead-lettering). Without a length limit
-``reject-publish`` never triggers.
+Dead-lettering uses the default at-most-once strategy, not ``at-least-once``: on RabbitMQ
+3.10 a ``rabbitmqctl stop_app`` / ``start_app`` leaves ``rabbit_fifo_dlx_sup`` unstarted, and
+every quorum queue declared with ``at-least-once`` then crashes on becoming leader (noproc),
+so all intake fails until the whole node restarts (seen in our broker-restart tests). The
+at-most-once hand-off can drop a message only if the target queue, on the same node, is
+unavailable at the instant of expiry or rejection.
 
 **Delay buckets.** ``retry(delay)`` rounds the delay *up* to ``125 ms * 2**k`` (125 ms,
 250 ms, 500 ms, 1 s, 2 s, 4 s, ... ~48.5 days, the largest a 32-bit ``x-message-ttl`` allows),
@@ -303,8 +303,6 @@ class RabbitQueue:
             "x-delivery-limit": self._settings.delivery_limit,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": dead_queue_name(queue),
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
         }
 
     @staticmethod
@@ -314,8 +312,6 @@ class RabbitQueue:
             "x-message-ttl": bucket_ms,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": queue,
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
         }
 
     async def declare(self, queue: str) -> None:
@@ -325,7 +321,7 @@ class RabbitQueue:
             if queue in self._declared:
                 return
             async with self._admin_channel() as channel:
-                # The dead-letter target first: at-least-once dead-lettering needs it to exist.
+                # The dead-letter target first, so nothing is dead-lettered into the void.
                 await self._declare_on(channel, dead_queue_name(queue), {"x-queue-type": "quorum"})
                 await self._declare_on(channel, queue, self._main_arguments(queue))
             self._declared.add(queue)

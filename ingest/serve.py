@@ -66,8 +66,9 @@ async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -
         stop_wait = asyncio.create_task(stopping.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in tasks:
-            if task in done:
-                # Roles run until the process stops; one that ends first is a fault either way.
+            # Roles run until the process stops: one that raised, or ended before the stop
+            # was asked for, is a fault. (On a signal a role may finish in the same instant.)
+            if task in done and (task.exception() is not None or stop_wait not in done):
                 failed = True
                 log.error("role_ended", role=tasks[task], error=repr(task.exception()))
         stopping.set()

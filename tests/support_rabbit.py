@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,7 +18,7 @@ import aio_pika
 
 from ingest.rabbit_queue import RabbitQueue, companion_queue_names
 from ingest.settings import BrokerSettings
-from tests.support import need_rabbitmq
+from tests.support import AMQP_URL, need_rabbitmq
 
 # prefix -> every queue name the RabbitQueue objects opened under it may have created.
 _created: dict[str, set[str]] = {}
@@ -99,3 +100,31 @@ async def rabbitmqctl(*args: str, timeout: float = 60.0) -> str:
     if process.returncode != 0:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed ({process.returncode}): {text}")
     return text
+
+
+async def start_app(timeout: float = 180.0) -> None:
+    """``rabbitmqctl start_app``, then wait until quorum queues can be declared again.
+
+    The node accepts connections before its quorum queues have recovered; a test that
+    declares one in that window gets INTERNAL_ERROR (541), and so would every later test.
+    """
+    await rabbitmqctl("start_app")
+    await rabbitmqctl("await_startup", timeout=timeout)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            connection = await aio_pika.connect(AMQP_URL, timeout=10)
+            try:
+                channel = await connection.channel()
+                probe = f"probe.ready.{uuid.uuid4().hex[:8]}"
+                await channel.declare_queue(
+                    probe, durable=True, arguments={"x-queue-type": "quorum"}
+                )
+                await channel.queue_delete(probe)
+                return
+            finally:
+                await connection.close()
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(1.0)

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from ingest.queue import QueueUnavailable
 from store.models import Ticket
 from tests.stack import Stack, make_draft
+from tests.support_rabbit import rabbitmqctl, start_app
 
 pytestmark = pytest.mark.slow
 
@@ -85,13 +86,6 @@ async def _drained(stack: Stack) -> bool:
     return await stack.rt.queue.depth(stack.rt.names.drafts) == 0
 
 
-async def _rabbitmqctl(*args: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-    )
-    await asyncio.wait_for(process.wait(), 120)
-
-
 async def test_every_confirmed_publish_survives_a_rabbitmq_restart(
     distributed_stack: Stack,
 ) -> None:
@@ -114,10 +108,10 @@ async def test_every_confirmed_publish_survives_a_rabbitmq_restart(
     publishing = asyncio.create_task(publish_all())
     await stack.wait_until(lambda: len(confirmed) >= 100, timeout=60)
     try:
-        await _rabbitmqctl("stop_app")
+        await rabbitmqctl("stop_app")
         await asyncio.sleep(1.0)
     finally:
-        await _rabbitmqctl("start_app")
+        await start_app()
     await publishing
     # A sender that was told "try again later" (SMTP 451 / HTTP 503) does so.
     deadline = time.monotonic() + 60

@@ -161,7 +161,7 @@ async def test_a_store_that_cannot_write_gives_451_and_queues_nothing(
 async def test_a_broker_that_is_down_gives_451_and_the_retry_is_accepted(
     distributed_stack: Stack,
 ) -> None:
-    from tests.support_rabbit import rabbitmqctl
+    from tests.support_rabbit import rabbitmqctl, start_app
 
     stack = distributed_stack
     async with listener(stack) as port:
@@ -169,7 +169,7 @@ async def test_a_broker_that_is_down_gives_451_and_the_retry_is_accepted(
         try:
             replies = await send(port, _complaint(message_id="<down@example.cn>"))
         finally:
-            await rabbitmqctl("start_app")
+            await start_app()
         assert replies[-1][0] == 451
         # The sending server retries later, as 451 asks it to.
         for _ in range(60):

@@ -32,6 +32,7 @@ from tests.support_rabbit import (
     list_queues_with_prefix,
     rabbit_queue,
     rabbitmqctl,
+    start_app,
 )
 
 EVENTUALLY = 20.0
@@ -103,8 +104,6 @@ def main_arguments(name: str, delivery_limit: int) -> dict[str, Any]:
         "x-delivery-limit": delivery_limit,
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": f"{name}.dead",
-        "x-dead-letter-strategy": "at-least-once",
-        "x-overflow": "reject-publish",
     }
 
 
@@ -183,8 +182,6 @@ async def test_retries_use_one_delay_queue_per_bucket_that_dead_letters_back_to_
                 "x-message-ttl": 500,
                 "x-dead-letter-exchange": "",
                 "x-dead-letter-routing-key": name,
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
             },
         )
         assert not await queue_exists(f"{name}.delay.250")
@@ -301,7 +298,7 @@ async def broker_stopped() -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await rabbitmqctl("start_app")
+        await start_app()
 
 
 @pytest.mark.slow
