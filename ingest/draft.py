@@ -80,6 +80,32 @@ class ReferralOrder(_Frozen):
     _utc_deadline = field_validator("deadline")(_as_utc)
 
 
+class MailKind(StrEnum):
+    """What an inbound mail is; only ``normal`` mail may become a ticket."""
+
+    NORMAL = "normal"
+    AUTO_REPLY = "auto_reply"
+    BOUNCE = "bounce"
+    DELIVERY_REPORT = "delivery_report"
+
+
+class MailThread(_Frozen):
+    """Where an inbound mail belongs: the router threads replies onto their ticket, records
+    auto-replies and bounces without a ticket, and folds a sender's storm into follow-ups."""
+
+    kind: MailKind = MailKind.NORMAL
+    sender: str | None = Field(default=None, max_length=320, description="From, lower-cased")
+    message_id: str | None = Field(default=None, max_length=1000)
+    in_reply_to: str | None = Field(default=None, max_length=1000)
+    references: tuple[str, ...] = Field(default=(), max_length=100)
+    subject_numbers: tuple[str, ...] = Field(
+        default=(), max_length=10, description="complaint numbers quoted in the subject"
+    )
+    bounce_of: str | None = Field(
+        default=None, max_length=1000, description="Message-ID a bounce or report is about"
+    )
+
+
 class AttachmentRef(_Frozen):
     """Metadata of a file already written to the content-addressed blob store."""
 
@@ -126,6 +152,9 @@ class TicketDraft(_Frozen):
     )
     notes: tuple[str, ...] = Field(
         default=(), description="channel observations recorded as intake events (no PII)"
+    )
+    mail: MailThread | None = Field(
+        default=None, description="email only: threading headers and the mail's kind"
     )
 
     _utc_times = field_validator("received_at", "incident_at")(_as_utc)

@@ -157,6 +157,9 @@ class Department(_Section):
     name: str
     name_en: str
     role: DepartmentRole = DepartmentRole.HANDLING
+    email: str | None = Field(
+        default=None, max_length=320, description="where urges (催办) and reminders are sent"
+    )
 
 
 class Category(_Section):

@@ -28,19 +28,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Final
 
 from channels.email.complainant import split_subject
+from ingest.draft import MailKind
 
 __all__ = ["Classification", "MailKind", "ReportInfo", "classify"]
-
-
-class MailKind(StrEnum):
-    NORMAL = "normal"
-    AUTO_REPLY = "auto_reply"
-    BOUNCE = "bounce"
-    DELIVERY_REPORT = "delivery_report"
 
 
 @dataclass(frozen=True, slots=True)

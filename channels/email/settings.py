@@ -39,14 +39,121 @@ class SmtpSettings(_Section):
     max_connections: int = Field(default=100, ge=1, le=10_000)
 
 
+class OutboundTls(StrEnum):
+    SSL = "ssl"  # implicit TLS, port 465
+    STARTTLS = "starttls"  # upgrade on the submission port 587
+    NONE = "none"  # a relay on loopback or a trusted network only
+
+
+class OutboundSmtp(_Section):
+    """The server our own mail leaves through: acknowledgements, notices, referral replies."""
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="465 ssl, 587 starttls, else 25"
+    )
+    tls: OutboundTls = OutboundTls.STARTTLS
+    user: str | None = None
+    password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    from_address: str = Field(min_length=3, max_length=320)
+    from_name: str | None = Field(default=None, max_length=200)
+    message_id_domain: str | None = Field(
+        default=None, description="right side of our Message-IDs; default: from_address's domain"
+    )
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
+    @field_validator("from_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if "@" not in value:
+            raise ValueError("must be an email address like noreply@example.cn")
+        return value.strip().lower()
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {OutboundTls.SSL: 465, OutboundTls.STARTTLS: 587}.get(self.tls, 25)
+
+    @property
+    def domain(self) -> str:
+        return self.message_id_domain or self.from_address.rpartition("@")[2]
+
+    def password(self, environ: Mapping[str, str]) -> str | None:
+        return environ.get(self.password_env) if self.password_env else None
+
+
+class AcknowledgementSettings(_Section):
+    """The acknowledgement mail (受理回执) to a complainant who gave an address."""
+
+    enabled: bool = True
+    channels: tuple[str, ...] = Field(
+        default=("email", "web", "feedback"),
+        description="tickets of these channels are acknowledged",
+    )
+
+
+class OutboxSettings(_Section):
+    """The notification outbox the ``notify`` worker drains (acknowledgements, notices)."""
+
+    poll_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    retry_base_seconds: float = Field(default=30.0, gt=0)
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    lease_seconds: float = Field(default=120.0, gt=0, description="a claimed row's hold")
+
+
+class StormSettings(_Section):
+    """A sender's mail storm becomes at most ``max_tickets`` tickets per ``window_minutes``;
+    further mail in the window is a counted follow-up on the newest of them."""
+
+    enabled: bool = True
+    window_minutes: float = Field(default=30.0, gt=0, le=7 * 24 * 60)
+    max_tickets: int = Field(default=3, ge=1, le=1000)
+
+
 class EmailSettings(_Section):
     smtp: SmtpSettings = SmtpSettings()
     mailboxes: tuple[Mailbox, ...] = ()
     imap: tuple[ImapMailbox, ...] = ()
+    outbound: OutboundSmtp | None = Field(
+        default=None, description="unset: no mail is sent (acknowledgements stay queued)"
+    )
+    acknowledgement: AcknowledgementSettings = AcknowledgementSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    storm: StormSettings = StormSettings()
+    staff_addresses: tuple[str, ...] = Field(
+        default=(),
+        description="addresses (or @domain) whose replies to a ticket thread onto it as staff",
+    )
+
+    @field_validator("staff_addresses")
+    @classmethod
+    def _lower_all(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if "@" not in item:
+                raise ValueError(f"{item!r} is neither an address nor an @domain")
+        return tuple(v.strip().lower() for v in value)
 
     def mailbox(self, address: str) -> Mailbox | None:
         address = address.strip().lower()
         return next((m for m in self.mailboxes if m.address == address), None)
+
+    def is_staff(self, address: str | None) -> bool:
+        if not address:
+            return False
+        address = address.strip().lower()
+        domain = "@" + address.rpartition("@")[2]
+        return address in self.staff_addresses or domain in self.staff_addresses
+
+    def is_ours(self, address: str | None) -> bool:
+        """One of our own mailboxes or our sender: never acknowledged (a mail loop)."""
+        if not address:
+            return False
+        address = address.strip().lower()
+        own = {m.address for m in self.mailboxes}
+        if self.outbound is not None:
+            own.add(self.outbound.from_address)
+        return address in own
 
     def imap_problems(self) -> list[tuple[str, str]]:
         """Cross-references of ``email.imap``, as (path, message) for ``ConfigError``."""

@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 
 import store.imap_models
 import store.models
+import store.notification_models
 import store.referral_models
 import store.web_models  # noqa: F401
 
