@@ -68,6 +68,12 @@ class Metrics:
             ["mailbox", "reason"],
             registry=self.registry,
         )
+        self.notifications = Counter(
+            "shouli_notifications_total",
+            "Notification attempts (acknowledgements, urge notices) by outcome: sent, retry, dead",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

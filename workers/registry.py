@@ -49,6 +49,12 @@ def _referrals(runtime: Runtime) -> Worker:
     return ReferralsWorker(runtime)
 
 
+def _notify(runtime: Runtime) -> Worker:
+    from workers.notify import NotifyWorker
+
+    return NotifyWorker(runtime)
+
+
 def _imap(runtime: Runtime) -> Worker:
     from workers.imap import ImapWorker
 
@@ -62,6 +68,7 @@ WORKERS: dict[str, Callable[[Runtime], Worker]] = {
     "sla": _sla,
     "referrals": _referrals,
     "imap": _imap,
+    "notify": _notify,
 }
 
 

@@ -1,0 +1,189 @@
+"""The mails Shouli writes itself (pure rendering, no I/O): the acknowledgement (受理回执) to a
+complainant and the urge (催办) notice to a department. Chinese first, then English.
+
+Both are automatic mail: ``Auto-Submitted`` (RFC 3834) and ``X-Auto-Response-Suppress`` keep
+well-behaved servers from answering them with out-of-office replies (a mail loop with our
+own intake otherwise). The acknowledgement threads under the complainant's mail
+(``In-Reply-To``/``References``) and carries the complaint number in brackets in the subject,
+so a reply to it finds its ticket. The urge notice names no complainant and quotes nothing
+of the complaint: mailboxes of departments are shared and forwarded; staff read the ticket
+in the system.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from zoneinfo import ZoneInfo
+
+from channels.email.settings import OutboundSmtp
+from channels.web.i18n import format_limit, format_when
+from ingest.settings import Settings
+from router.lifecycle import OPEN_STATUSES
+
+ACK_SUBJECT = "您的投诉已受理 / Your complaint has been received"
+URGE_SUBJECT = "催办通知 / Urge notice"
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    """What the mails say about a ticket, read just before sending (not when queued)."""
+
+    number: str
+    status: str
+    department: str | None
+    due_at: datetime | None
+
+
+def _names(settings: Settings, key: str | None) -> tuple[str, str] | None:
+    if key is None:
+        return None
+    try:
+        department = settings.department(key)
+    except KeyError:
+        return ("承办部门", "responsible department")
+    return (department.name, department.name_en)
+
+
+def _message(
+    server: OutboundSmtp,
+    *,
+    recipient: str,
+    subject: str,
+    message_id: str,
+    now: datetime,
+    auto: str,
+) -> EmailMessage:
+    message = EmailMessage()
+    local, _, domain = server.from_address.rpartition("@")
+    message["From"] = Address(display_name=server.from_name or "", username=local, domain=domain)
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id
+    message["Auto-Submitted"] = auto
+    message["X-Auto-Response-Suppress"] = "All"
+    return message
+
+
+def acknowledgement(
+    settings: Settings,
+    server: OutboundSmtp,
+    *,
+    recipient: str,
+    message_id: str,
+    ticket: TicketFacts,
+    progress_url: str | None,
+    in_reply_to: str | None,
+    reply_to: str | None,
+    now: datetime,
+) -> EmailMessage:
+    """The 受理回执: the number, what happens next and by when, the progress link, the
+    hotline, and that a reply (number kept in the subject) adds to the complaint."""
+    org = settings.organisation
+    zone = ZoneInfo(org.timezone)
+    message = _message(
+        server,
+        recipient=recipient,
+        subject=f"[{ticket.number}] {ACK_SUBJECT}",
+        message_id=message_id,
+        now=now,
+        auto="auto-replied",
+    )
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
+        message["References"] = in_reply_to
+    if reply_to:
+        message["Reply-To"] = reply_to
+    names = _names(settings, ticket.department)
+    limit = settings.time_limits.handle[settings.routing.default_severity]
+    due = ticket.due_at if ticket.status in OPEN_STATUSES else None
+    zh = [
+        "您好：",
+        "",
+        f"您的投诉已受理，投诉编号：{ticket.number}。",
+        f"我们已将您的投诉转交{names[0]}办理。" if names else "我们将把您的投诉转交责任部门办理。",
+        f"办理时限：{format_when(due, zone, 'zh')}前办结并答复您。"
+        if due
+        else f"我们将在{format_limit(limit, 'zh')}内办结并答复您。",
+    ]
+    en = [
+        "Dear complainant,",
+        "",
+        f"Your complaint has been received and registered under number {ticket.number}.",
+        f"It has been passed to the {names[1]} for handling."
+        if names
+        else "It will be passed to the responsible department for handling.",
+        f"We will handle it and reply to you by {format_when(due, zone, 'en')}."
+        if due
+        else f"We will handle it and reply to you within {format_limit(limit, 'en')}.",
+    ]
+    if progress_url:
+        zh.append(f"查询办理进度：{progress_url}")
+        en.append(f"Follow its progress: {progress_url}")
+    zh.append(f"如有疑问，请拨打服务热线 {org.hotline}。")
+    en.append(f"Questions? Call our hotline {org.hotline}.")
+    if reply_to:
+        zh.append("如需补充投诉内容，请直接回复本邮件（请保留邮件主题中的投诉编号）。")
+        en.append("To add to your complaint, reply to this mail (keep the number in the subject).")
+    else:
+        zh.append("本邮件由系统自动发送，请勿回复。")
+        en.append("This mail was sent automatically; replies are not read.")
+    zh += ["", org.name]
+    en += ["", org.name_en]
+    message.set_content("\n".join([*zh, "", "-" * 40, "", *en]) + "\n", charset="utf-8")
+    return message
+
+
+def urge_notice(
+    settings: Settings,
+    server: OutboundSmtp,
+    *,
+    recipient: str,
+    message_id: str,
+    department: str,
+    ticket: TicketFacts,
+    urged_at: datetime | None,
+    now: datetime,
+) -> EmailMessage:
+    """The 催办 notice to a department's mailbox: the number and the deadline, nothing else
+    about the complaint or the person (the department reads the ticket in the system)."""
+    zone = ZoneInfo(settings.organisation.timezone)
+    message = _message(
+        server,
+        recipient=recipient,
+        subject=f"[{ticket.number}] {URGE_SUBJECT}",
+        message_id=message_id,
+        now=now,
+        auto="auto-generated",
+    )
+    name, name_en = _names(settings, department) or ("承办部门", "responsible department")
+    when_zh = f"（{format_when(urged_at, zone, 'zh')}）" if urged_at else ""
+    when_en = f" ({format_when(urged_at, zone, 'en')})" if urged_at else ""
+    zh = [
+        f"{name}：",
+        "",
+        f"投诉 {ticket.number} 的投诉人再次联系我们催办{when_zh}。",
+        f"该投诉的办理时限为 {format_when(ticket.due_at, zone, 'zh')}，请尽快办理。"
+        if ticket.due_at
+        else "请尽快办理。",
+        "投诉详情请登录投诉受理系统查看，本邮件不含投诉内容。",
+    ]
+    en = [
+        f"To the {name_en},",
+        "",
+        f"The complainant of complaint {ticket.number} has contacted us again to urge its"
+        f" handling (催办){when_en}.",
+        f"It is due by {format_when(ticket.due_at, zone, 'en')}; please deal with it promptly."
+        if ticket.due_at
+        else "Please deal with it promptly.",
+        "Read the complaint in the complaint system; this mail carries none of its content.",
+    ]
+    org = settings.organisation
+    zh += ["", org.name]
+    en += ["", org.name_en]
+    message.set_content("\n".join([*zh, "", "-" * 40, "", *en]) + "\n", charset="utf-8")
+    return message
