@@ -131,13 +131,15 @@ async def ours(dep: Deployment, mails: list[bytes], clients: int, run: int) -> t
 
 
 async def _email_tickets(dep: Deployment) -> int:
+    """Mails the router has committed: as tickets, or (a sender's storm, a repeat) recorded on
+    one; every committed mail has its inbound item."""
     from sqlalchemy import func, select
 
-    from store.models import Ticket
+    from store.models import InboundItem
 
     async with dep.runtime.database.sessions() as session:
         result = await session.execute(
-            select(func.count()).select_from(Ticket).where(Ticket.channel == "email")
+            select(func.count()).select_from(InboundItem).where(InboundItem.channel == "email")
         )
         return int(result.scalar_one())
 

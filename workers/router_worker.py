@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -28,8 +28,11 @@ from ingest.queues import QueueNames
 from ingest.settings import Settings
 from router.calendar import WorkCalendar
 from router.complete import deadline_for, decision_events
+from router.mail_threads import Placed, place_mail
+from router.repeats import RepeatFinder, apply_repeat_rule
 from router.rules import Router
 from store.db import TRANSIENT_DB_ERRORS, Database
+from store.notifications import queue_acknowledgements
 from store.numbering import allocate_numbers, period_of
 from store.tickets import NewTicket, existing_numbers, insert_tickets
 from workers.settle import Done, Outcome, Reject, Retry, Settler
@@ -70,6 +73,7 @@ class RouterWorker:
         self._clock = clock
         self._queue_name = QueueNames(settings.broker.prefix).drafts
         self._timezone = ZoneInfo(settings.organisation.timezone)
+        self._repeats = RepeatFinder.from_settings(settings)
         self._settler = Settler(
             queue,
             database,
@@ -177,12 +181,10 @@ class RouterWorker:
 
     async def _write(self, routed: list[_Routed]) -> dict[int, Outcome]:
         now = self._clock()
-        created, duplicates = await self._db.write(
-            lambda conn: self._write_batch(conn, routed, now)
-        )
+        written = await self._db.write(lambda conn: self._write_batch(conn, routed, now))
         committed = datetime.now(UTC)
         self._metrics.batch_size.observe(len(routed))
-        for ticket in created:
+        for ticket in written.created:
             channel = ticket.draft.channel.value
             self._metrics.tickets_created.labels(channel=channel, status=ticket.status).inc()
             waited = (committed - ticket.draft.received_at).total_seconds()
@@ -196,32 +198,59 @@ class RouterWorker:
                 department=ticket.department,
                 status=ticket.status,
             )
-        for item, number in duplicates:
+        for item, number in written.duplicates:
             self._metrics.duplicates.labels(channel=item.draft.channel.value).inc()
             log.info(
                 "duplicate_draft_ignored", source_key=item.draft.source_key, number=number or None
             )
+        for item, placed in written.placed:
+            log.info(
+                "mail_placed_without_ticket",
+                source_key=item.draft.source_key,
+                number=placed.number,
+                placed_as=placed.event,
+            )
         return {item.index: Done() for item in routed}
 
-    def _write_batch(
-        self, conn: Connection, routed: list[_Routed], now: datetime
-    ) -> tuple[list[NewTicket], list[tuple[_Routed, str]]]:
-        """One transaction: skip drafts that already have a ticket, number and insert the rest."""
+    def _write_batch(self, conn: Connection, routed: list[_Routed], now: datetime) -> _Written:
+        """One transaction: skip drafts that already have a ticket, number and insert the rest.
+
+        Mail is placed one by one (threading, noise, storms and repeats look at what the
+        mails before it in the same batch made); everything else is inserted in bulk.
+        """
         existing = existing_numbers(conn, [r.draft.idempotency_key for r in routed])
-        duplicates: list[tuple[_Routed, str]] = []
+        written = _Written()
         fresh: dict[tuple[str, str], _Routed] = {}
         for item in routed:
             key = item.draft.idempotency_key
             if key in existing:
-                duplicates.append((item, existing[key]))
+                written.duplicates.append((item, existing[key]))
             elif key in fresh:
-                duplicates.append((item, ""))
+                written.duplicates.append((item, ""))
             else:
                 fresh[key] = item
+        bulk: list[_Routed] = []
+        for item in fresh.values():
+            if item.draft.mail is None:
+                bulk.append(item)
+                continue
+            placed, ticket = place_mail(conn, item.ticket, self._settings.email, now)
+            if placed is None:
+                merged, ticket = apply_repeat_rule(conn, self._repeats, ticket, now=now)
+                if merged is not None:
+                    placed = Placed(merged, "urge")
+            if placed is not None:
+                written.placed.append((item, placed))
+                continue
+            written.created.extend(self._insert(conn, [replace(item, ticket=ticket)], now))
+        written.created.extend(self._insert(conn, bulk, now))
+        return written
+
+    def _insert(self, conn: Connection, items: list[_Routed], now: datetime) -> list[NewTicket]:
         by_period: dict[str, list[_Routed]] = {}
         prefix = self._settings.organisation.number_prefix
         created: list[NewTicket] = []
-        for item in fresh.values():
+        for item in items:
             if item.draft.number:
                 # Reserved at intake and already told to the sender.
                 created.append(replace(item.ticket, number=item.draft.number))
@@ -229,14 +258,22 @@ class RouterWorker:
             period = period_of(prefix, item.draft.received_at, self._timezone)
             by_period.setdefault(period, []).append(item)
         for period in sorted(by_period):
-            items = by_period[period]
-            numbers = allocate_numbers(conn, period, len(items))
+            batch = by_period[period]
+            numbers = allocate_numbers(conn, period, len(batch))
             created.extend(
                 replace(item.ticket, number=number)
-                for item, number in zip(items, numbers, strict=True)
+                for item, number in zip(batch, numbers, strict=True)
             )
         insert_tickets(conn, created, now)
-        return created, duplicates
+        queue_acknowledgements(conn, created, self._settings.email, now)
+        return created
+
+
+@dataclass
+class _Written:
+    created: list[NewTicket] = field(default_factory=list)
+    duplicates: list[tuple[_Routed, str]] = field(default_factory=list)
+    placed: list[tuple[_Routed, Placed]] = field(default_factory=list)
 
 
 def _is_outage(exc: BaseException) -> bool:

@@ -168,9 +168,9 @@ def complainant(parsed: ParsedMail) -> Complainant:
     name, _ = complainant_from(parsed)
     phones = body_phones(parsed)
     phone = next((p for p in phones if p.kind is PhoneKind.MOBILE), phones[0] if phones else None)
-    address = (
-        parsed.from_address if parsed.from_address and len(parsed.from_address) <= 320 else None
-    )
+    # Lower-cased: repeat and storm lookups compare stored addresses as they are.
+    sender = (parsed.from_address or "").strip().lower()
+    address = sender if sender and len(sender) <= 320 else None
     return Complainant(
         name=name,
         phone=phone.e164 if phone else None,
