@@ -44,6 +44,9 @@ class Complainant(_Frozen):
     phone: str | None = Field(default=None, description="E.164 when it could be normalised")
     phone_raw: str | None = Field(default=None, description="the number exactly as given")
     email: str | None = Field(default=None, max_length=320)
+    account: str | None = Field(
+        default=None, max_length=64, description="account number (户号), normalised"
+    )
     anonymous: bool = False
 
     @property

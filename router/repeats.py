@@ -5,8 +5,9 @@ to the handling department and tell the complainant the progress. After it was c
 the complainant is unhappy with the result: a new ticket linked to the old one.
 
 *Same complainant* is the same E.164 phone, the same e-mail address or the same account
-number (户号). The probe's e-mail address is lower-cased and compared with the stored one as
-it is (an index lookup), so channels should store addresses lower-cased.
+number (户号, ``complainants.account``). The probe's e-mail address is lower-cased and
+compared with the stored one as it is (an index lookup), so channels should store addresses
+lower-cased.
 
 *Same matter* is the same category (not the fallback category, which says nothing about the
 matter), or texts similar enough: rapidfuzz's token-set ratio over the jieba words of both,
@@ -44,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rapidfuzz import fuzz
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlmodel import col
 
 from ingest.draft import Channel, TicketDraft
@@ -65,7 +66,7 @@ _ACCOUNT_LINE = re.compile(rf"(?:^|\n){ACCOUNT_LABEL}(\S+)(?:\n|$)")
 
 
 def account_line(account: str) -> str:
-    """The body line that carries an account number; searched for by :class:`RepeatFinder`."""
+    """The body line that shows staff the account number (the complainant row holds it)."""
     return f"{ACCOUNT_LABEL}{account}"
 
 
@@ -119,7 +120,7 @@ class Probe:
             category=category or draft.category,
             phone=complainant.phone,
             email=complainant.email.strip().lower() if complainant.email else None,
-            account=account or account_in(draft.body),
+            account=account or complainant.account or account_in(draft.body),
             key=draft.idempotency_key,
         )
 
@@ -230,9 +231,9 @@ class RepeatFinder:
         """Tickets of the same contact in the window, newest first, each once.
 
         Each search is driven by its selective condition alone: the complainants with this
-        phone or e-mail address (index lookups), or the account line among the tickets
-        received in the window. Status and window are checked here, not in SQL, so the
-        planner cannot walk the status index instead (most tickets are ``dispatched``).
+        phone, e-mail address or account number (index lookups). Status and window are
+        checked here, not in SQL, so the planner cannot walk the status index instead (most
+        tickets are ``dispatched``).
         """
         since = probe.at.astimezone(UTC) - self.policy.window
         searches: list[tuple[str, Any]] = []
@@ -241,20 +242,7 @@ class RepeatFinder:
         if probe.email:
             searches.append(("email", _by_complainant(col(Complainant.email) == probe.email)))
         if probe.account and self.policy.by_account:
-            # No index can serve a line inside the body: this reads the window's tickets.
-            line = account_line(probe.account)
-            searches.append(
-                (
-                    "account",
-                    and_(
-                        col(Ticket.received_at) >= since,
-                        or_(
-                            col(Ticket.body).endswith("\n" + line, autoescape=True),
-                            col(Ticket.body).contains("\n" + line + "\n", autoescape=True),
-                        ),
-                    ),
-                )
-            )
+            searches.append(("account", _by_complainant(col(Complainant.account) == probe.account)))
         seen: dict[int, tuple[Candidate, str]] = {}
         for contact, condition in searches:
             for row in conn.execute(select(*_COLUMNS).where(condition).limit(_PER_CONTACT)):

@@ -45,6 +45,8 @@ class Complainant(SQLModel, table=True):
     phone: str | None = Field(default=None, max_length=32, index=True)
     phone_raw: str | None = Field(default=None, max_length=100)
     email: str | None = Field(default=None, max_length=320, index=True)
+    # Indexed: repeat complaints are found by account number (户号) too.
+    account: str | None = Field(default=None, max_length=64, index=True)
     anonymous: bool = False
 
 

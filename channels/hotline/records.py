@@ -189,6 +189,7 @@ def call_draft(
             name=record.complainant_name,
             phone=phone.e164,
             phone_raw=None if anonymous else phone.raw,
+            account=normalise_account(record.account_number) if record.account_number else None,
             anonymous=anonymous and not record.complainant_name,
         ),
         subject=_subject(record.summary),

@@ -182,7 +182,7 @@ class RepeatSettings(_Section):
     )
     by_account: bool = Field(
         default=True,
-        description="also match the account number (户号); a scan of the window's tickets",
+        description="also match the account number (户号), an index lookup",
     )
 
     @field_validator("window")
