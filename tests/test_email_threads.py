@@ -8,12 +8,16 @@ tickets; a sender's storm becomes a few tickets plus counted follow-ups.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
 from sqlalchemy import func, select
 
 from channels.email.settings import StormSettings
+from channels.web.progress import find_by_contact, issue_link
+from router.calendar import WorkCalendar
 from store.models import Attachment, Event, InboundItem, Ticket
 from store.notification_models import Notification
 from tests.stack import Stack
@@ -247,3 +251,29 @@ async def test_a_repeat_mail_about_the_same_open_matter_urges_the_ticket(stack: 
     assert await stack.ticket_count() == 1
     urges = await _events(stack, number, "urge")
     assert len(urges) == 1 and urges[0]["repeat_contact"]["channel"] == "email"
+
+
+async def test_after_the_acknowledgement_link_the_phone_in_the_mail_still_finds_progress(
+    embedded_stack: Stack,
+) -> None:
+    stack = embedded_stack
+    stack.start_router()
+    async with listener(stack) as port:
+        raw = _mail("水压不足+张三", "水压很低，请检修。联系电话13812345678。")
+        assert (await send(port, raw))[-1][0] == 250
+        assert await stack.wait_for_tickets(1) == 1
+    number = str((await _rows(stack, select(Ticket.number)))[0][0])
+    calendar = WorkCalendar(stack.settings.calendar, stack.settings.organisation.timezone)
+    now = datetime.now(UTC)
+    # The acknowledgement's link is issued to the address the mail came from.
+    token = await stack.rt.database.write(
+        lambda conn: issue_link(conn, number=number, contact=COMPLAINANT, now=now)
+    )
+    assert token
+
+    def lookup(contact: str) -> Callable[[Any], Any]:
+        return lambda conn: find_by_contact(conn, number, contact, stack.settings, calendar)
+
+    assert await stack.rt.database.write(lookup("+8613812345678")) is not None
+    assert await stack.rt.database.write(lookup(COMPLAINANT)) is not None
+    assert await stack.rt.database.write(lookup("+8613900000000")) is None

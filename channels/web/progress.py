@@ -138,16 +138,18 @@ def _rows(conn: Session, number: str) -> _Rows:
 
 
 def _contact_ok(rows: _Rows, contact: str) -> bool:
-    if rows.has_link:
-        return contact_matches(rows.link_digest, contact)
+    """The contact given with the first link, or any the complainant left (an email
+    complaint's acknowledgement issues its link to the address; its phone still works)."""
+    linked = rows.has_link and contact_matches(rows.link_digest, contact)
     complainant = rows.complainant
     if complainant is not None:
         known = [v for v in (complainant.phone, (complainant.email or "").lower()) if v]
         # Every candidate compared, no early exit.
         results = [hmac.compare_digest(v.encode(), contact.encode()) for v in known]
-        return any(results)
-    contact_matches(_DUMMY_DIGEST, contact)  # same work as a real comparison
-    return False
+        return linked or any(results)
+    if not rows.has_link:
+        contact_matches(_DUMMY_DIGEST, contact)  # same work as a real comparison
+    return linked
 
 
 def _events(conn: Session, ticket_id: int) -> list[Event]:
