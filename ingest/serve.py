@@ -96,6 +96,13 @@ async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -
 async def _start_smtp(runtime: Runtime) -> asyncio.Server:
     from channels.email.intake import MailIntake
     from channels.email.smtp import start_smtp
+    from channels.referral.mail import MailReferrals
 
-    intake = MailIntake(runtime.settings.email, runtime.blobs, runtime.handoff, runtime.metrics)
+    intake = MailIntake(
+        runtime.settings.email,
+        runtime.blobs,
+        runtime.handoff,
+        runtime.metrics,
+        referrals=MailReferrals(runtime),
+    )
     return await start_smtp(runtime.settings, intake)

@@ -309,6 +309,16 @@ def _cross_reference_problems(settings: Settings) -> list[tuple[str, str]]:
     problems.extend(settings.hotline.cross_reference_problems(department_keys, category_keys))
     problems.extend(settings.referrals.cross_reference_problems(department_keys, category_keys))
     problems.extend(settings.email.imap_problems())
+    problems.extend(
+        settings.referrals.mail_problems(
+            referral_mailboxes=[
+                f"email.mailboxes.{index}"
+                for index, mailbox in enumerate(settings.email.mailboxes)
+                if mailbox.referral
+            ],
+            outbound_configured=settings.email.outbound is not None,
+        )
+    )
     for index, mailbox in enumerate(settings.email.mailboxes):
         where = f"email.mailboxes.{index}"
         if mailbox.department is not None and mailbox.department not in department_keys:

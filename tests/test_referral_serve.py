@@ -96,7 +96,7 @@ def test_a_source_naming_an_unknown_mapping_is_reported_with_its_path(tmp_path: 
     )
 
 
-def test_replies_by_email_are_refused_at_start_up_until_the_email_channel_exists(
+def test_replies_by_email_are_refused_at_start_up_without_an_outbound_mail_server(
     tmp_path: Path,
 ) -> None:
     patched = CONFIG.read_text(encoding="utf-8").replace(
@@ -111,7 +111,7 @@ def test_replies_by_email_are_refused_at_start_up_until_the_email_channel_exists
     checked = runner.invoke(main, ["check-config", "-c", str(path)], env={})
     assert checked.exit_code == 1
     assert checked.output.startswith(
-        "referrals.sources.1.reply.email: replies by email need the email channel"
+        "referrals.sources.1.reply.email: replies by email are sent through email.outbound"
     )
     served = runner.invoke(main, ["serve", "-c", str(path)], env={})
     assert served.exit_code == 1 and "reply.email" in served.output
@@ -183,7 +183,8 @@ referrals:
     )
     assert "referrals.sources.0: give secret_env (preferred) or secret" in lines
     assert (
-        "referrals.sources.0.sign_for_confirmations: needs a reply route (reply.webhook)" in lines
+        "referrals.sources.0.sign_for_confirmations: needs a reply route "
+        "(reply.webhook or reply.email)" in lines
     )
     assert "referrals.sources.1.key: duplicate source 'a'" in lines
     assert "referrals.sources.1.mapping: unknown mapping 'gone' (known: m)" in lines

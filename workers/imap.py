@@ -15,6 +15,7 @@ import structlog
 
 from channels.email.imap import ImapPoller
 from channels.email.intake import MailIntake
+from channels.referral.mail import MailReferrals
 from ingest.runtime import Runtime
 from store.imap_models import ImapStateRepository
 
@@ -26,7 +27,13 @@ class ImapWorker:
 
     def __init__(self, runtime: Runtime, *, environ: Mapping[str, str] | None = None) -> None:
         settings = runtime.settings.email
-        intake = MailIntake(settings, runtime.blobs, runtime.handoff, runtime.metrics)
+        intake = MailIntake(
+            settings,
+            runtime.blobs,
+            runtime.handoff,
+            runtime.metrics,
+            referrals=MailReferrals(runtime),
+        )
         state = ImapStateRepository(runtime.database)
         self.pollers = [
             ImapPoller(

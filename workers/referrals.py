@@ -5,8 +5,9 @@ Each sweep, every ``referrals.poll_seconds``:
 1. register tickets the router made for new orders (clocks, confidential marker, 签收);
 2. apply updates that were held because their ticket did not exist yet;
 3. queue a reply for each new ``handle`` event of a referral ticket;
-4. send the replies and confirmations that are due (signed webhook), recording each attempt
-   as an event; retries back off up to a cap, then a dead letter;
+4. send the replies and confirmations that are due (signed webhook, or mail through
+   ``email.outbound``), recording each attempt as an event; retries back off up to a cap,
+   then a dead letter;
 5. read each source's drop folder;
 6. take replays of dead replies (``shouli dead-letters replay ID`` publishes to
    ``<prefix>.referral-replies``) and forget replay-guard signatures past the window.
@@ -223,12 +224,15 @@ class ReferralsWorker:
 
         async def send(reply: DueReply) -> tuple[DueReply, SendOutcome]:
             async with limit:
+                source = self._settings.source(reply.source)
                 outcome = await send_reply(
                     client,
-                    self._settings.source(reply.source),
+                    source,
                     reply.payload,
                     delivery_id=f"{reply.number}-{reply.kind}-{reply.id}",
                     timeout=replies.timeout_seconds,
+                    mapping=self._settings.mappings.get(source.mapping) if source else None,
+                    outbound=self._runtime.settings.email.outbound,
                 )
                 return reply, outcome
 

@@ -3,16 +3,18 @@
 Order matters for "never 250 for a mail that is then lost": the raw message and its
 attachments are written to the blob store first, then the draft is published and confirmed.
 Only after :meth:`MailIntake.receive` returns may the sender hear "accepted" (SMTP 250,
-IMAP flag). Auto-replies, bounces and delivery reports are kept (raw blob, log, metric) but
-never become tickets.
+IMAP flag). Auto-replies, bounces and delivery reports are queued too, marked by their kind,
+so the router can record them where they belong; they never become tickets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
@@ -20,16 +22,21 @@ from channels.email.complainant import complainant, complainant_from
 from channels.email.noise import MailKind
 from channels.email.parse import ParsedMail, idempotency_key, parse_mail
 from channels.email.settings import EmailSettings, Mailbox
-from ingest.draft import Channel, FirstContact, FirstContactKind, TicketDraft
+from ingest.draft import Channel, FirstContact, FirstContactKind, MailThread, TicketDraft
 from ingest.handoff import Handoff
 from ingest.metrics import Metrics
 from store.blobs import BlobStore
+
+if TYPE_CHECKING:  # the referral channel imports this package: no cycle at run time
+    from channels.referral.mail import MailReferrals
 
 log = structlog.get_logger(__name__)
 
 # Parsing a large mail is CPU work; small ones are parsed inline to skip a thread hop.
 _INLINE_PARSE_BYTES = 256 * 1024
 _MAX_BODY_CHARS = 200_000
+# A complaint number as the router issues it (prefix, yyyymm, serial): "TS202611-000123".
+NUMBER_IN_SUBJECT: Final = re.compile(r"(?<![A-Z0-9])[A-Z]{1,6}\d{6}-\d{6,}(?!\d)")
 
 
 @dataclass(frozen=True)
@@ -41,22 +48,51 @@ class MailOutcome:
 
 class MailIntake:
     def __init__(
-        self, settings: EmailSettings, blobs: BlobStore, handoff: Handoff, metrics: Metrics
+        self,
+        settings: EmailSettings,
+        blobs: BlobStore,
+        handoff: Handoff,
+        metrics: Metrics,
+        *,
+        referrals: MailReferrals | None = None,
     ) -> None:
         self._settings = settings
         self._blobs = blobs
         self._handoff = handoff
         self._metrics = metrics
+        # Work orders mailed to a referral mailbox (channels.referral.mail); None: such
+        # mail is a complaint of that mailbox, with a note saying it was not read as one.
+        self._referrals = referrals
 
     async def receive(self, raw: bytes, recipients: Sequence[str]) -> MailOutcome:
-        """Store, parse and queue one mail; raises when it could not be durably handed off."""
+        """Store, parse and queue one mail; raises when it could not be durably handed off.
+
+        Auto-replies, bounces and reports are queued too, marked by kind: the router records
+        them (a bounce of our acknowledgement on its ticket) and never makes them tickets.
+        """
         raw_sha256 = await self._blobs.put(raw)
         if len(raw) > _INLINE_PARSE_BYTES:
             parsed = await asyncio.to_thread(parse_mail, raw)
         else:
             parsed = parse_mail(raw)
         source_key = idempotency_key(raw, parsed)
-        if parsed.kind is not MailKind.NORMAL:
+        flags: tuple[str, ...] = ()
+        mailbox = self._settings.mailbox(recipients[0]) if recipients else None
+        if mailbox is not None and mailbox.referral and parsed.kind is MailKind.NORMAL:
+            if self._referrals is None:
+                flags = (f"referral_mailbox: {mailbox.desk} is not read for work orders here",)
+            else:
+                # A store or queue error propagates: the sender must retry (SMTP 451).
+                referral = await self._referrals.receive(raw, parsed, mailbox, raw_sha256)
+                if referral.taken:
+                    return MailOutcome(source_key, parsed.kind, queued=True)
+                flags = referral.notes
+        attachments = []
+        if parsed.kind is MailKind.NORMAL:
+            for attachment in parsed.attachments:
+                await self._blobs.put(attachment.data)
+                attachments.append(attachment.to_ref())
+        else:
             log.info(
                 "mail_not_a_complaint",
                 source_key=source_key,
@@ -64,14 +100,11 @@ class MailIntake:
                 reason=parsed.kind_reason,
                 raw_sha256=raw_sha256,
             )
-            return MailOutcome(source_key, parsed.kind, queued=False)
-        attachments = []
-        for attachment in parsed.attachments:
-            await self._blobs.put(attachment.data)
-            attachments.append(attachment.to_ref())
         draft = self.draft(parsed, source_key, raw_sha256, recipients, tuple(attachments))
+        if flags:
+            draft = draft.model_copy(update={"notes": (*draft.notes, *flags)})
         await self._handoff.submit(draft)
-        return MailOutcome(source_key, parsed.kind, queued=True)
+        return MailOutcome(source_key, parsed.kind, queued=parsed.kind is MailKind.NORMAL)
 
     def draft(
         self,
@@ -105,5 +138,25 @@ class MailIntake:
                 "attachments": attachments,
                 "raw_sha256": raw_sha256,
                 "notes": tuple(n[:500] for n in notes),
+                "mail": thread_of(parsed),
             }
         )
+
+
+def thread_of(parsed: ParsedMail) -> MailThread:
+    """The headers the router threads by; numbers quoted in the subject, deduplicated."""
+    numbers = tuple(dict.fromkeys(NUMBER_IN_SUBJECT.findall(parsed.subject.upper())))[:10]
+    return MailThread(
+        kind=parsed.kind,
+        sender=(parsed.from_address or "").strip().lower()[:320] or None,
+        message_id=_clip(parsed.message_id),
+        in_reply_to=_clip(parsed.in_reply_to),
+        references=tuple(r for r in (_clip(r) for r in parsed.references[-100:]) if r),
+        subject_numbers=numbers,
+        bounce_of=_clip(parsed.bounce_of),
+    )
+
+
+def _clip(value: str | None) -> str | None:
+    # An over-long id cannot be one we issued or stored: dropping it loses no thread.
+    return value if value and len(value) <= 1000 else None

@@ -6,9 +6,8 @@
 * ``payload`` / ``mapping``: a JSON or XML payload read through the source's mapping;
 * ``orders``: one work order, one ticket; updates (催办, 延期, 撤单, 退单, 督办) change it;
 * ``dropfolder``: order files delivered into a watched directory;
-* ``replies``: the outbox of replies and sign-for confirmations, sent by ``workers.referrals``.
-
-Mail-borne referrals (a referral mailbox read through the email channel, sender allowlists,
-DKIM) are not here yet: they need ``channels/email``; ``orders.ReferralIntake.receive`` is the
-entry point they will call with the mail's body or attached order file.
+* ``mail`` (with ``dkim_check`` and ``mail_orders``): orders mailed to a referral mailbox by
+  a source's allowlisted senders, DKIM checked; anything else there is a flagged complaint;
+* ``outbox`` / ``sender`` / ``reply_mail``: replies and sign-for confirmations, sent by
+  ``workers.referrals`` as a signed webhook or a mail.
 """

@@ -64,6 +64,9 @@ class MappedOrder:
     deadline: datetime | None = None
     confidential: bool = False
     reason: str | None = None
+    # How the message reached us, when that is worth keeping (the mail's DKIM result):
+    # notes on a new order's ticket, or in the detail of an update's event. Never PII.
+    notes: tuple[str, ...] = ()
 
     @property
     def is_new(self) -> bool:

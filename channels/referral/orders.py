@@ -1,8 +1,8 @@
 """One work order, one ticket: receiving an order or an update, whichever way it came.
 
 :meth:`ReferralIntake.receive` is the one entry point of the webhook, the drop folder and
-(later) the referral mailbox. It reads the payload through the source's mapping, keeps the
-raw original in the blob store, and then:
+the referral mailbox (``channels.referral.mail``). It reads the payload through the source's
+mapping, keeps the raw original in the blob store, and then:
 
 * a new order becomes a draft handed to ``ingest.intake.accept``: idempotent on
   ``referral:<source>:<reference>``, so the same order again answers the same number
@@ -21,8 +21,9 @@ raw original in the blob store, and then:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -80,16 +81,20 @@ class ReferralIntake:
         *,
         fmt: Format | None = None,
         signature: str | None = None,
+        notes: Sequence[str] = (),
     ) -> Received:
         """Take one order or update. ``signature`` (the webhook's verified MAC) is claimed in
         the same transaction as the order's effect, so a replay is refused and a request that
-        fails on our side leaves no claim behind.
+        fails on our side leaves no claim behind. ``notes`` (no PII) say how it reached us:
+        intake notes of a new order's ticket, or part of an update's event.
 
         Raises ``PayloadError`` / ``MappingError`` (the sender's fault: 422),
         :class:`UnknownOrder` (404), ``SignatureRejected`` (``replayed``: 401), or a queue /
         store error (ours: 503, retry later)."""
         mapping = self._settings.mapping_of(source)
         order = map_order(parse_payload(raw, fmt or mapping.format), mapping, self._timezone)
+        if notes:
+            order = dataclasses.replace(order, notes=tuple(n[:500] for n in notes))
         raw_sha256 = hashlib.sha256(raw).hexdigest()
         claim = (source.key, signature) if signature else None
         # The raw original is written while the store works; both finish before any hand-off.
@@ -127,6 +132,8 @@ class ReferralIntake:
             raise MappingError(
                 {".".join(str(p) for p in e["loc"]) or "(order)": e["msg"] for e in exc.errors()}
             ) from exc
+        if order.notes:
+            draft = draft.model_copy(update={"notes": (*draft.notes, *order.notes)})
         period = period_of(
             self._runtime.settings.organisation.number_prefix,
             now,
@@ -282,11 +289,13 @@ def update_detail(order: MappedOrder) -> dict[str, object]:
         "reason": order.reason,
         "department": order.department,
         "deadline": order.deadline.isoformat() if order.deadline else None,
+        "notes": list(order.notes),
     }
 
 
 def order_from_detail(detail: dict[str, object]) -> MappedOrder:
     deadline = detail.get("deadline")
+    notes = detail.get("notes")
     return MappedOrder(
         kind=UpdateKind(str(detail["kind"])),
         reference=str(detail["reference"]),
@@ -294,6 +303,7 @@ def order_from_detail(detail: dict[str, object]) -> MappedOrder:
         reason=_str_or_none(detail.get("reason")),
         department=_str_or_none(detail.get("department")),
         deadline=datetime.fromisoformat(deadline) if isinstance(deadline, str) else None,
+        notes=tuple(str(n) for n in notes) if isinstance(notes, list) else (),
     )
 
 

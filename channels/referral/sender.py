@@ -1,9 +1,12 @@
-"""Sending one reply to a source: a signed JSON POST (same scheme as inbound requests).
+"""Sending one reply to a source by its route: a signed JSON POST (same scheme as inbound
+requests), or a mail through ``email.outbound`` (``reply_mail``).
 
-The outcome says whether to try again: a 2xx is delivered; 408, 409, 425, 429, any 5xx and
-every network error are transient (retried with backoff); any other 4xx means the receiver
-will never take this request as it is (wrong secret, wrong URL, a payload it refuses), so
-it becomes a dead letter at once, to be replayed after the cause is fixed.
+The outcome says whether to try again. Webhook: a 2xx is delivered; 408, 409, 425, 429, any
+5xx and every network error are transient (retried with backoff); any other 4xx means the
+receiver will never take this request as it is (wrong secret, wrong URL, a payload it
+refuses), so it becomes a dead letter at once, to be replayed after the cause is fixed.
+Mail: a 5xx answer is permanent (a dead letter at once), a 4xx or no connection is retried;
+``status`` is then the SMTP reply code.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from typing import Any
 
 import httpx
 
-from channels.referral.settings import ReferralSource
+from channels.email.outbound import send_mail
+from channels.email.settings import OutboundSmtp
+from channels.referral.reply_mail import reply_message, smtp_code
+from channels.referral.settings import ReferralMapping, ReferralSource
 from channels.referral.signature import signed_headers
 
 _TRANSIENT_4XX = frozenset({408, 409, 425, 429})
@@ -41,12 +47,16 @@ async def send_reply(
     *,
     delivery_id: str,
     timeout: float,
+    mapping: ReferralMapping | None = None,
+    outbound: OutboundSmtp | None = None,
 ) -> SendOutcome:
     if source is None or source.reply is None:
         return SendOutcome(False, error="the source has no reply route configured (any more)")
+    if source.reply.email is not None:
+        return await _send_mail(source, source.reply.email, payload, delivery_id, mapping, outbound)
     webhook = source.reply.webhook
-    if webhook is None:
-        return SendOutcome(False, error="replies by email need the email channel (not yet)")
+    if webhook is None:  # pragma: no cover - ReplyRoute holds exactly one route
+        return SendOutcome(False, error="the source has no reply route configured")
     secret = webhook.current_secret()
     if not secret:
         where = webhook.secret_env or "reply.webhook.secret"
@@ -68,4 +78,33 @@ async def send_reply(
         status=response.status_code,
         error=f"HTTP {response.status_code}: {response.text[:200]}",
         permanent=permanent,
+    )
+
+
+async def _send_mail(
+    source: ReferralSource,
+    to: str,
+    payload: dict[str, Any],
+    delivery_id: str,
+    mapping: ReferralMapping | None,
+    outbound: OutboundSmtp | None,
+) -> SendOutcome:
+    if outbound is None:
+        # Refused at start-up; reachable only if the config changed under a running worker.
+        return SendOutcome(False, error="replies by email need email.outbound, which is not set")
+    message = reply_message(
+        source,
+        payload,
+        reply_body(payload),
+        mapping=mapping,
+        outbound=outbound,
+        to=to,
+        delivery_id=delivery_id,
+    )
+    delivery = await send_mail(message, outbound, recipients=(to,))
+    status = smtp_code(delivery)
+    if delivery.sent:
+        return SendOutcome(True, status=status)
+    return SendOutcome(
+        False, status=status, error=f"SMTP {delivery.detail}"[:500], permanent=delivery.permanent
     )

@@ -7,8 +7,9 @@ anything of the service (store, router, queue) itself.
 A *source* is one upstream authority (a city's 12345 hotline, a regulator's system). It has
 its own webhook secret, a named *mapping* (field paths in its payload -> ticket fields, value
 maps, date formats), the liaison desk that is the first contact for its orders, an optional
-drop folder, and an optional reply route (a signed webhook; email once the email channel
-exists).
+drop folder, an optional ``mail`` section (orders arriving in a referral mailbox, see
+``channels.referral.mail``) and an optional reply route (a signed webhook, or an email sent
+through ``email.outbound``).
 """
 
 from __future__ import annotations
@@ -262,13 +263,66 @@ class ReplyRoute(_Section):
     """Exactly one of ``webhook`` or ``email``."""
 
     webhook: WebhookReply | None = None
-    email: str | None = Field(default=None, description="reply by mail (needs the email channel)")
+    email: str | None = Field(
+        default=None, description="reply by mail to this address (sent through email.outbound)"
+    )
+
+    @field_validator("email")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value.strip()):
+            raise ValueError("must be an email address like feedback@12345.example.gov.cn")
+        return value.strip().lower() if value is not None else None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ReplyRoute:
         if (self.webhook is None) == (self.email is None):
             raise ValueError("give exactly one of webhook or email")
         return self
+
+
+class MailFormat(StrEnum):
+    """Where a mailed work order is read from."""
+
+    AUTO = "auto"  # an attached .json/.xml/.csv order file if there is one, else the body
+    BODY = "body"  # ``key：value`` lines in the body, read by the source's mapping
+    JSON = "json"  # an attached JSON file (one order)
+    XML = "xml"  # an attached XML file (one order)
+    CSV = "csv"  # an attached CSV file: a header row, then one order per row
+
+
+class MailReferral(_Section):
+    """Work orders this source sends by mail to a referral mailbox (``email.mailboxes`` with
+    ``referral: true``).
+
+    Only mail whose From is in ``senders`` is read as an order; the envelope sender is not
+    available over IMAP, so From is what we can check, and ``require_dkim`` is what makes it
+    trustworthy: then a DKIM signature of the From domain (or its parent) must verify.
+    """
+
+    senders: tuple[str, ...] = Field(
+        min_length=1, description="allowed From addresses, or @domain for a whole domain"
+    )
+    require_dkim: bool = Field(
+        default=False, description="a mail without a passing, aligned DKIM signature is refused"
+    )
+    format: MailFormat = MailFormat.AUTO
+
+    @field_validator("senders")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(v.strip().lower() for v in value)
+        for item in cleaned:
+            local, at, domain = item.rpartition("@")
+            if not at or "." not in domain or any(c.isspace() for c in item) or "@" in local:
+                raise ValueError(f"{item!r} is neither an address (a@b.cn) nor a domain (@b.cn)")
+        return cleaned
+
+    def allows(self, address: str | None) -> bool:
+        if not address or "@" not in address:
+            return False
+        address = address.strip().lower()
+        return address in self.senders or "@" + address.rpartition("@")[2] in self.senders
 
 
 class ReferralSource(_Secret):
@@ -288,6 +342,9 @@ class ReferralSource(_Secret):
     )
     drop_folder: Path | None = Field(
         default=None, description="directory where this source delivers order files"
+    )
+    mail: MailReferral | None = Field(
+        default=None, description="orders by mail to a referral mailbox (sender allowlist, DKIM)"
     )
     max_body_bytes: int = Field(default=1_048_576, ge=256, le=50 * 1_048_576)
 
@@ -338,6 +395,24 @@ class ReferralSettings(_Section):
     letters: LetterSettings = LetterSettings()
     sources: tuple[ReferralSource, ...] = ()
     mappings: dict[str, ReferralMapping] = Field(default_factory=dict)
+    dkim_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="DKIM key records by name (selector._domainkey.domain), used instead of "
+        "DNS for those names: for networks without public DNS; other names go to DNS",
+    )
+
+    @field_validator("dkim_keys")
+    @classmethod
+    def _dkim_records(cls, value: dict[str, str]) -> dict[str, str]:
+        cleaned: dict[str, str] = {}
+        for name, record in value.items():
+            key = name.strip().lower().rstrip(".")
+            if "._domainkey." not in key:
+                raise ValueError(f"{name!r}: name it selector._domainkey.domain")
+            if not re.search(r"(^|;)\s*p=", record):
+                raise ValueError(f"{name!r}: not a DKIM key record (v=DKIM1; k=rsa; p=...)")
+            cleaned[key] = record.strip()
+        return cleaned
 
     @field_validator("default_region")
     @classmethod
@@ -392,14 +467,6 @@ class ReferralSettings(_Section):
             if not source.secret and not source.secret_env:
                 problems.append((where, "give secret_env (preferred) or secret"))
             if source.reply is not None:
-                if source.reply.email is not None:
-                    problems.append(
-                        (
-                            f"{where}.reply.email",
-                            "replies by email need the email channel, which is not available "
-                            "yet; use reply.webhook (url + secret_env) for now",
-                        )
-                    )
                 webhook = source.reply.webhook
                 if webhook is not None and not webhook.secret and not webhook.secret_env:
                     problems.append(
@@ -407,7 +474,10 @@ class ReferralSettings(_Section):
                     )
             elif source.sign_for_confirmations:
                 problems.append(
-                    (f"{where}.sign_for_confirmations", "needs a reply route (reply.webhook)")
+                    (
+                        f"{where}.sign_for_confirmations",
+                        "needs a reply route (reply.webhook or reply.email)",
+                    )
                 )
             if source.drop_folder is not None:
                 folder = source.drop_folder
@@ -437,4 +507,50 @@ class ReferralSettings(_Section):
                             f"unknown department {key!r} ({known_departments})",
                         )
                     )
+        return problems
+
+    def mail_problems(
+        self, *, referral_mailboxes: Sequence[str], outbound_configured: bool
+    ) -> list[tuple[str, str]]:
+        """What ties this section to ``email``: ``referral_mailboxes`` are the paths of the
+        mailboxes marked ``referral: true`` (``email.mailboxes.3``)."""
+        problems: list[tuple[str, str]] = []
+        with_mail = [s for s in self.sources if s.mail is not None]
+        if referral_mailboxes and not with_mail:
+            problems.extend(
+                (
+                    f"{where}.referral",
+                    "a referral mailbox needs a source with mail.senders "
+                    "(referrals.sources.N.mail); without one every mail to it is a complaint",
+                )
+                for where in referral_mailboxes
+            )
+        allowed: dict[str, str] = {}
+        for index, source in enumerate(self.sources):
+            where = f"referrals.sources.{index}"
+            if source.mail is not None:
+                if not referral_mailboxes:
+                    problems.append(
+                        (
+                            f"{where}.mail",
+                            "no mailbox receives it: mark one of email.mailboxes referral: true",
+                        )
+                    )
+                for sender in source.mail.senders:
+                    if sender in allowed:
+                        problems.append(
+                            (
+                                f"{where}.mail.senders",
+                                f"{sender!r} is already allowed for source {allowed[sender]!r}; "
+                                "a sender must name one source",
+                            )
+                        )
+                    allowed.setdefault(sender, source.key)
+            if source.reply is not None and source.reply.email and not outbound_configured:
+                problems.append(
+                    (
+                        f"{where}.reply.email",
+                        "replies by email are sent through email.outbound, which is not set",
+                    )
+                )
         return problems

@@ -55,6 +55,8 @@ async def apply_update(
         base["update_id"] = order.update_id
     if order.reason:
         base["reason"] = order.reason
+    if order.notes:
+        base["notes"] = list(order.notes)
     values: dict[str, Any] = {"updated_at": now}
     events: list[NewEvent] = []
     due = as_utc(ticket.due_at)
