@@ -29,7 +29,8 @@ config_option = click.option(
 )
 
 
-def _settings(config_path: Path | None) -> Settings:
+def settings_or_exit(config_path: Path | None) -> Settings:
+    """The settings, logging configured; every config problem printed and exit 1."""
     try:
         settings = load_settings(config_path)
     except ConfigError as exc:
@@ -63,7 +64,7 @@ def serve(config_path: Path | None) -> None:
     from ingest.serve import run_roles
     from workers.registry import WORKERS
 
-    settings = _settings(config_path)
+    settings = settings_or_exit(config_path)
     sys.exit(_run(lambda: run_roles(settings, http=True, workers=sorted(WORKERS))))
 
 
@@ -73,7 +74,7 @@ def edge(config_path: Path | None) -> None:
     """The distributed edge: HTTP (and SMTP) listeners, no workers."""
     from ingest.serve import run_roles
 
-    settings = _settings(config_path)
+    settings = settings_or_exit(config_path)
     sys.exit(_run(lambda: run_roles(settings, http=True, workers=[])))
 
 
@@ -90,7 +91,7 @@ def worker(name: str, config_path: Path | None) -> None:
             f"unknown worker {name!r}; known workers: {', '.join(sorted(WORKERS))}", err=True
         )
         sys.exit(2)
-    settings = _settings(config_path)
+    settings = settings_or_exit(config_path)
     sys.exit(_run(lambda: run_roles(settings, http=False, workers=[name])))
 
 
@@ -102,7 +103,7 @@ def migrate(config_path: Path | None) -> None:
     from store.migrate import current_revision
     from store.migrate import migrate as apply
 
-    settings = _settings(config_path)
+    settings = settings_or_exit(config_path)
 
     async def go() -> str | None:
         database = Database(settings.database)
@@ -119,12 +120,7 @@ def migrate(config_path: Path | None) -> None:
 @config_option
 def check_config(config_path: Path | None) -> None:
     """Validate a config; exit 1 with each error as path.to.field: message."""
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        for path, message in exc.problems:
-            click.echo(f"{path}: {message}", err=True)
-        sys.exit(1)
+    settings = settings_or_exit(config_path)
     mode = "RabbitMQ" if settings.broker.url else "embedded queue"
     store = "SQLite" if settings.database.is_sqlite else "PostgreSQL"
     click.echo(
@@ -143,7 +139,7 @@ def submit(file: Path, config_path: Path | None) -> None:
     from ingest.queue import QueueUnavailable
     from ingest.runtime import Runtime
 
-    settings = _settings(config_path)
+    settings = settings_or_exit(config_path)
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -202,7 +198,7 @@ def tickets_list(
     from store.db import Database
     from store.tickets import list_tickets
 
-    settings = _settings(config_path)
+    settings = settings_or_exit(config_path)
     since_at = None
     if since:
         try:
@@ -263,7 +259,7 @@ def tickets_show(number: str, as_json: bool, config_path: Path | None) -> None:
     from store.db import Database
     from store.tickets import find_ticket, ticket_json
 
-    settings = _settings(config_path)
+    settings = settings_or_exit(config_path)
 
     async def go() -> dict[str, Any] | None:
         database = Database(settings.database)
@@ -300,7 +296,7 @@ def dead_letters_list(as_json: bool, config_path: Path | None) -> None:
     from store.dead_letters import open_dead_letters
     from workers.settle import Settler
 
-    settings = _settings(config_path)
+    settings = settings_or_exit(config_path)
 
     async def go() -> list[dict[str, Any]]:
         runtime = await Runtime.open(settings)
@@ -345,7 +341,7 @@ def dead_letters_replay(dead_letter_id: int, config_path: Path | None) -> None:
     from ingest.runtime import Runtime
     from store.dead_letters import get_dead_letter, mark_replayed
 
-    settings = _settings(config_path)
+    settings = settings_or_exit(config_path)
 
     async def go() -> str:
         runtime = await Runtime.open(settings)

@@ -61,19 +61,12 @@ def import_calls(
     from channels.hotline.rows import RowMapper
     from channels.hotline.settings import API_VENDOR
     from channels.hotline.sources import CallSource, FileProblem
-    from ingest.logs import configure_logging
+    from ingest.cli import settings_or_exit  # loaded: it is what runs this command
     from ingest.runtime import Runtime
-    from ingest.settings import ConfigError, load_settings
     from router.calendar import WorkCalendar
     from store.db import TRANSIENT_DB_ERRORS
 
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        for path, message in exc.problems:
-            click.echo(f"{path}: {message}", err=True)
-        sys.exit(1)
-    configure_logging(settings.logging)
+    settings = settings_or_exit(config_path)
     hotline = settings.hotline
     try:
         mapping = hotline.vendor(vendor)
