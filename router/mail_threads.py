@@ -34,9 +34,9 @@ from sqlmodel import col
 
 from channels.email.settings import EmailSettings
 from ingest.draft import Channel, MailKind, MailThread, TicketDraft
-from store.models import Attachment, Complainant, Event, InboundItem, Ticket
+from store.models import Complainant, Event, InboundItem, Ticket
 from store.notification_models import Notification
-from store.tickets import NewEvent, NewTicket
+from store.tickets import NewEvent, NewTicket, add_attachments, inbound_row
 
 ACTOR = "router"
 
@@ -214,11 +214,7 @@ def _role(sender: str | None, target: _Target, email: EmailSettings) -> str | No
 def _attach(
     conn: Connection, target: _Target, draft: TicketDraft, role: str, now: datetime
 ) -> None:
-    if draft.attachments:
-        conn.execute(
-            insert(Attachment),
-            [{"ticket_id": target.id, **a.model_dump()} for a in draft.attachments],
-        )
+    add_attachments(conn, target.id, draft)
     _event(
         conn,
         target.id,
@@ -268,11 +264,7 @@ def _follow_up(
         .select_from(Event)
         .where(col(Event.ticket_id) == target.id, col(Event.kind) == "mail_followup")
     ).scalar_one()
-    if draft.attachments:
-        conn.execute(
-            insert(Attachment),
-            [{"ticket_id": target.id, **a.model_dump()} for a in draft.attachments],
-        )
+    add_attachments(conn, target.id, draft)
     _event(
         conn,
         target.id,
@@ -300,14 +292,4 @@ def _event(
 
 
 def _record(conn: Connection, draft: TicketDraft, ticket_id: int | None) -> None:
-    conn.execute(
-        insert(InboundItem).values(
-            channel=draft.channel.value,
-            source_key=draft.source_key,
-            received_at=draft.received_at,
-            raw_sha256=draft.raw_sha256,
-            draft=draft.model_dump(mode="json"),
-            ticket_id=ticket_id,
-            deliveries=1,
-        )
-    )
+    conn.execute(insert(InboundItem).values(inbound_row(draft, ticket_id)))

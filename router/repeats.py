@@ -53,7 +53,7 @@ from ingest.settings import Settings
 from router.lifecycle import OPEN_STATUSES, Status
 from router.segment import BREAK, Segmenter
 from store.models import Complainant, Event, InboundItem, Ticket
-from store.tickets import NewEvent, NewTicket
+from store.tickets import NewEvent, NewTicket, inbound_row
 
 OPEN = frozenset(s.value for s in OPEN_STATUSES) | {Status.DISPATCHED.value}
 CLOSED = frozenset({Status.CLOSED.value, Status.CLOSED_ABNORMAL.value, Status.CALLBACK_DONE.value})
@@ -335,17 +335,7 @@ def record_repeat_contact(
         )
     )
     conn.execute(update(Ticket).where(col(Ticket.id) == ticket.id).values(updated_at=now))
-    conn.execute(
-        insert(InboundItem).values(
-            channel=draft.channel.value,
-            source_key=draft.source_key,
-            received_at=draft.received_at,
-            raw_sha256=draft.raw_sha256,
-            draft=draft.model_dump(mode="json"),
-            ticket_id=ticket.id,
-            deliveries=1,
-        )
-    )
+    conn.execute(insert(InboundItem).values(inbound_row(draft, ticket.id)))
 
 
 def merged_into(conn: Connection, channel: str, source_key: str) -> str | None:

@@ -107,21 +107,33 @@ def insert_tickets(conn: Connection, tickets: Sequence[NewTicket], now: datetime
             }
             for e in ticket.events
         )
-        inbound.append(
-            {
-                "channel": draft.channel.value,
-                "source_key": draft.source_key,
-                "received_at": draft.received_at,
-                "raw_sha256": draft.raw_sha256,
-                "draft": draft.model_dump(mode="json"),
-                "ticket_id": ticket_id,
-                "deliveries": 1,
-            }
-        )
+        inbound.append(inbound_row(draft, ticket_id))
     if attachments:
         conn.execute(insert(Attachment), attachments)
     conn.execute(insert(Event), events)
     conn.execute(insert(InboundItem), inbound)
+
+
+def inbound_row(draft: TicketDraft, ticket_id: int | None) -> dict[str, Any]:
+    """The idempotency record of what arrived, and the ticket it made or went to (if any)."""
+    return {
+        "channel": draft.channel.value,
+        "source_key": draft.source_key,
+        "received_at": draft.received_at,
+        "raw_sha256": draft.raw_sha256,
+        "draft": draft.model_dump(mode="json"),
+        "ticket_id": ticket_id,
+        "deliveries": 1,
+    }
+
+
+def add_attachments(conn: Connection, ticket_id: int, draft: TicketDraft) -> None:
+    """File a later item's attachments on an existing ticket (a reply, a follow-up)."""
+    if draft.attachments:
+        conn.execute(
+            insert(Attachment),
+            [{"ticket_id": ticket_id, **a.model_dump()} for a in draft.attachments],
+        )
 
 
 def _ticket_row(ticket: NewTicket, complainant_id: int | None, now: datetime) -> dict[str, Any]:
