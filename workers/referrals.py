@@ -43,12 +43,10 @@ from channels.referral.outbox import (
 )
 from channels.referral.sender import SendOutcome, send_reply
 from channels.referral.signature import forget_signatures, replay_window
-from ingest.queue import QueueUnavailable
 from ingest.runtime import Runtime
-from store.db import TRANSIENT_DB_ERRORS
+from workers.steps import Steps
 
 log = structlog.get_logger(__name__)
-_RETRYABLE: tuple[type[BaseException], ...] = (QueueUnavailable, *TRANSIENT_DB_ERRORS)
 _CLEANUP_SECONDS = 60.0
 _SEND_CONCURRENCY = 8
 
@@ -96,7 +94,7 @@ class ReferralsWorker:
         self._after_event: int | None = None
         self._next_cleanup = 0.0
         self._prepared = False
-        self._failing: dict[str, str] = {}
+        self._steps = Steps(self.name, log)
 
     async def run(self, stopping: asyncio.Event) -> None:
         log.info(
@@ -136,30 +134,8 @@ class ReferralsWorker:
             ("replays", self._take_replays),
             ("forget_signatures", self._forget_signatures),
         ]
-        for name, step in steps:
-            try:
-                await step(report)
-            except Exception as exc:
-                if strict:
-                    raise
-                self._note_failure(name, exc)
-            else:
-                self._note_recovery(name)
+        await self._steps.run(steps, report, strict=strict)
         return report
-
-    def _note_failure(self, step: str, exc: Exception) -> None:
-        error = type(exc).__name__
-        if self._failing.get(step) == error:
-            return  # logged once per outage, not once per sweep
-        self._failing[step] = error
-        if isinstance(exc, _RETRYABLE):
-            log.error("referrals_dependency_unavailable", step=step, error=error)
-        else:
-            log.exception("referrals_step_failed", step=step, error=error)
-
-    def _note_recovery(self, step: str) -> None:
-        if self._failing.pop(step, None) is not None:
-            log.info("referrals_step_working_again", step=step)
 
     async def _prepare(self, _report: Sweep) -> None:
         if self._prepared:
