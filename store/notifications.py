@@ -16,9 +16,8 @@ live only in ``notifications.recipient``; events and dead letters never carry th
 from __future__ import annotations
 
 import json
-import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +30,7 @@ from sqlmodel import col
 from channels.email.outbound import Delivery
 from channels.email.settings import EmailSettings, OutboxSettings
 from channels.referral.outbox import EVENT_ID_MARGIN
+from ingest.backoff import backoff_seconds
 from ingest.draft import MailKind
 from ingest.logs import redact_text
 from ingest.settings import Department
@@ -293,15 +293,6 @@ def claim_due(
         ),
         key=lambda due: due.id,
     )
-
-
-def backoff_seconds(
-    attempt: int, outbox: OutboxSettings, rand: Callable[[], float] = random.random
-) -> float:
-    """Capped exponential backoff with jitter, as the other outboxes: a mail server that was
-    down is not hit by every row at the same moment when it comes back."""
-    ceiling = min(outbox.retry_max_seconds, outbox.retry_base_seconds * 2.0 ** (attempt - 1))
-    return ceiling * (0.5 + rand() / 2)
 
 
 def record_attempt(

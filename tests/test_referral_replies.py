@@ -195,7 +195,7 @@ async def test_a_reply_refused_with_a_4xx_is_dead_at_once(embedded_stack: Stack)
 
 
 async def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
-    from channels.referral.outbox import backoff_seconds
+    from ingest.backoff import backoff_seconds
 
     settings = ReplySettings(retry_base_seconds=30, retry_max_seconds=3600)
     assert [backoff_seconds(n, settings, rand=lambda: 1.0) for n in (1, 2, 3)] == [30, 60, 120]

@@ -8,13 +8,13 @@ a cap; after ``max_attempts`` a retry becomes a dead letter too. Nothing is requ
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
 
+from ingest.backoff import backoff_seconds
 from ingest.queue import Delivery, Outgoing, QueueBackend, QueueUnavailable
 from ingest.settings import WorkerSettings
 from store.db import TRANSIENT_DB_ERRORS, Database
@@ -39,14 +39,6 @@ class Reject:
 
 
 Outcome = Done | Retry | Reject
-
-
-def backoff_seconds(
-    attempt: int, settings: WorkerSettings, rand: Callable[[], float] = random.random
-) -> float:
-    """Capped exponential backoff with jitter: spreads retries after an outage."""
-    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2.0 ** (attempt - 1))
-    return ceiling * (0.5 + rand() / 2)
 
 
 class Settler:

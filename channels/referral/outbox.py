@@ -19,8 +19,6 @@ nothing: the next sweep finds the event without its row.
 from __future__ import annotations
 
 import json
-import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +31,7 @@ from sqlmodel import col
 
 from channels.referral.sender import SendOutcome
 from channels.referral.settings import ReferralMapping, ReferralSettings, ReplySettings
+from ingest.backoff import backoff_seconds
 from ingest.draft import Channel
 from store.models import DeadLetter, Event, Ticket
 from store.referral_models import OutboxStatus, ReferralOrderRecord, ReferralOutbox
@@ -298,15 +297,6 @@ def claim_due(conn: Connection, now: datetime, lease: timedelta, limit: int = 20
         )
         for row in due
     ]
-
-
-def backoff_seconds(
-    attempt: int, settings: ReplySettings, rand: Callable[[], float] = random.random
-) -> float:
-    """Capped exponential backoff with jitter (as workers.settle): spreads retries after an
-    outage of the receiver."""
-    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2.0 ** (attempt - 1))
-    return ceiling * (0.5 + rand() / 2)
 
 
 @dataclass(frozen=True)
