@@ -117,7 +117,7 @@ async def test_a_png_named_pdf_is_kept_as_a_png_under_a_corrected_name(
 ) -> None:
     response = await client.post(
         "/api/complaints",
-        data=complaint_fields(),
+        data=complaint_fields(contact="13812340115"),
         files=[("evidence", ("扫描件.pdf", fixture("leak.png"), "application/pdf"))],
     )
     assert response.status_code == 201, response.text

@@ -14,6 +14,7 @@ from typing import Any
 from channels.web.forms import Contact
 from channels.web.i18n import Lang, Translator, format_limit
 from channels.web.pages import Pages
+from channels.web.repeats import WebAccepted
 from ingest.draft import utc_iso
 from ingest.settings import Settings
 from router.calendar import WorkCalendar
@@ -36,18 +37,31 @@ def answer_json(
     now: datetime,
     contact: Contact | None,
     progress_url: str | None,
+    *,
+    repeat: WebAccepted | None = None,
 ) -> dict[str, Any]:
+    """``repeat``: how the complaint was accepted, when the repeat rule was asked (see
+    ``channels/web/repeats.py``). Merged into an open ticket, the dates are that ticket's:
+    its own promise to accept and its deadline, not a new ticket's."""
     limits = settings.time_limits
     answer: dict[str, Any] = {"number": number, "new": new, "progress_url": progress_url}
     if which == "complaint":
         severity = settings.routing.default_severity
+        merged = repeat is not None and repeat.repeat_of_open
+        since = (repeat.received_at if repeat and merged else None) or now
+        due = repeat.due_at if repeat and merged else None
         answer.update(
-            accept_by=utc_iso(calendar.add(now, limits.accept)),
-            handle_by=utc_iso(calendar.add(now, limits.handle[severity])),
+            accept_by=utc_iso(calendar.add(since, limits.accept)),
+            handle_by=utc_iso(due or calendar.add(since, limits.handle[severity])),
             handle_within=format_limit(limits.handle[severity], "en"),
             result_within=format_limit(limits.feedback_after_handling, "en"),
             notify_by="email" if contact and contact.email else "sms",
         )
+        # Extra fields, only when they say something (CONTRACT.md allows additions).
+        if merged:
+            answer["repeat_of_open"] = True
+        if repeat is not None and repeat.repeat_of:
+            answer["repeat_of"] = repeat.repeat_of
     else:
         limit = feedback_limit(settings)
         answer.update(
@@ -67,7 +81,14 @@ def answer_page(
     def when(iso: str) -> str:
         return pages.when(datetime.fromisoformat(iso.replace("Z", "+00:00")), lang)
 
-    if "accept_by" in answer:
+    if answer.get("repeat_of_open"):
+        # Merged into the open ticket: no new promise, its own deadline and the reminder.
+        lines = [
+            t("next_repeat_handle", by=when(answer["handle_by"])),
+            t("next_result", limit=format_limit(limits.feedback_after_handling, lang)),
+        ]
+        title, number_label = "done_repeat_title", "done_number"
+    elif "accept_by" in answer:
         severity = settings.routing.default_severity
         lines = [
             t("next_accept", by=when(answer["accept_by"]), via=t(f"via_{answer['notify_by']}")),
@@ -78,6 +99,8 @@ def answer_page(
             ),
             t("next_result", limit=format_limit(limits.feedback_after_handling, lang)),
         ]
+        if answer.get("repeat_of"):
+            lines.insert(0, t("next_repeat_of", number=answer["repeat_of"]))
         title, number_label = "done_complaint_title", "done_number"
     else:
         if answer["reply_by"]:
@@ -91,6 +114,7 @@ def answer_page(
         "number_label": number_label,
         "number": answer["number"],
         "new": answer["new"],
+        "repeat_of_open": bool(answer.get("repeat_of_open")),
         "next": lines,
         "progress_url": answer["progress_url"],
     }

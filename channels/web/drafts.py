@@ -48,7 +48,8 @@ def complaint_draft(
             name=form.name,
             phone=phone.e164 if phone else None,
             phone_raw=phone.raw if phone else None,
-            email=contact.email,
+            # Lower-cased, as the repeat rule looks addresses up (router/repeats.py).
+            email=contact.email.lower() if contact.email else None,
         ),
         subject=_subject(form.details),
         body=form.details,

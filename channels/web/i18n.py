@@ -102,6 +102,11 @@ ZH: Final[dict[str, str]] = {
     "done_feedback_number": "您的反馈编号",
     "done_keep": "请记下此编号，查询进度或致电热线时需要用到。",
     "done_again": "此表单此前已提交，以下是同一编号，未重复登记。",
+    "done_repeat_title": "您的投诉正在处理中",
+    "done_repeat": "您就同一事项的投诉已在处理中，投诉编号为 {number}。本次提交未另行登记，"
+    "我们已催促承办部门尽快办理。",
+    "next_repeat_handle": "该投诉预计{by}前处理完毕；处理进展可随时查询。",
+    "next_repeat_of": "此投诉已与您此前已办结的投诉 {number} 关联，我们将重新调查处理。",
     "next_title": "接下来",
     "next_accept": "我们将在{by}前审核并受理您的投诉，并通过{via}告知您。",
     "via_sms": "短信",
@@ -277,6 +282,13 @@ EN: Final[dict[str, str]] = {
     "done_keep": "Please keep this number: you need it to check the progress or when you call.",
     "done_again": "This form was submitted before: this is the same number, nothing was filed "
     "twice.",
+    "done_repeat_title": "Your complaint is already being handled",
+    "done_repeat": "Your complaint about the same matter is already being handled under number "
+    "{number}. Nothing new was filed: we have reminded the department handling it.",
+    "next_repeat_handle": "It is expected to be handled by {by}; you can check its progress "
+    "at any time.",
+    "next_repeat_of": "This complaint is linked to your earlier complaint {number}, which was "
+    "closed; it will be looked into again.",
     "next_title": "What happens next",
     "next_accept": "We review and accept your complaint by {by}, and tell you by {via}.",
     "via_sms": "SMS",

@@ -10,6 +10,11 @@
 | ``GET /progress/{token}``, ``POST /progress`` | the timeline as a page |
 | ``GET /static/web.css`` | the page's only other resource |
 
+A complaint about the same matter as the complainant's open ticket (the same phone or e-mail,
+``channels/web/repeats.py``) answers 200 with that ticket's number and
+``"repeat_of_open": true`` (the ticket was urged, 催办); a new ticket repeating a closed one
+carries ``"repeat_of"``.
+
 Both POSTs take ``multipart/form-data`` (or urlencoded without files) from the browser form
 and from other systems alike. A browser (``Accept: text/html``) gets pages: the answer, or
 the form again with each message beside its field; anyone else gets JSON, errors as

@@ -1,7 +1,10 @@
 """Submitting a complaint or supervision feedback: the body streamed under its limits, then
 the honeypot, CSRF, the idempotency key and every field rule; only a submission that passes
 them all has its files and raw record stored, is handed off durably (``ingest.intake.accept``)
-and gets a progress link. See ``channels/web/routes.py`` for the answers.
+and gets a progress link. A complaint with a contact first meets the repeat rule
+(``channels/web/repeats.py``): about the same matter as the complainant's open ticket, it is
+answered with that ticket's number and urges it instead. See ``channels/web/routes.py`` for
+the answers.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ from channels.web.channel import WebChannel, client_ip, wants_html
 from channels.web.forms import Problems, render_problems
 from channels.web.i18n import Lang, Translator, pick_lang
 from channels.web.progress import issue_link
+from channels.web.repeats import WebAccepted, accept_complaint, can_repeat, repeat_finder
 from channels.web.settings import format_size
 from channels.web.uploads import FormReadError, ReceivedForm, receive_form
 from ingest.draft import AttachmentRef, TicketDraft
 from ingest.http import ApiError, error_response
-from ingest.intake import accept
+from ingest.intake import Accepted, accept
 from ingest.queue import QueueUnavailable
 from store.db import TRANSIENT_DB_ERRORS
 
@@ -51,6 +55,7 @@ class Submissions:
         self.pages = channel.pages
         self.calendar = channel.calendar
         self.clock = channel.clock
+        self.finder = repeat_finder(self.settings)
 
     async def submit(self, request: Request, which: str) -> Response:
         query_lang = request.query_params.get("lang")
@@ -189,7 +194,13 @@ class Submissions:
                 attachments=attachments,
                 raw_sha256=raw_sha256,
             )
-        accepted = await accept(self.runtime, draft)
+        repeat: WebAccepted | None = None
+        if which == "complaint" and can_repeat(draft):
+            # The repeat rule (重复投诉) decides with the reservation, in one transaction.
+            repeat = await accept_complaint(self.runtime, self.finder, draft, clock=self.clock)
+            accepted = Accepted(number=repeat.number, new=repeat.new)
+        else:
+            accepted = await accept(self.runtime, draft)
         canonical = contact.canonical if contact else None
         token = await self.runtime.database.write(
             lambda conn: issue_link(conn, number=accepted.number, contact=canonical, now=now)
@@ -204,6 +215,8 @@ class Submissions:
             form=which,
             number=accepted.number,
             new=accepted.new,
+            repeat_of_open=bool(repeat and repeat.repeat_of_open),
+            repeat_of=repeat.repeat_of if repeat else None,
             files=len(attachments),
         )
         status = 201 if accepted.new else 200
@@ -216,6 +229,7 @@ class Submissions:
             now,
             contact,
             progress_url,
+            repeat=repeat,
         )
         if html:
             return self.pages.render(
