@@ -53,7 +53,7 @@ from ingest.settings import Settings
 from router.lifecycle import OPEN_STATUSES, Status
 from router.segment import BREAK, Segmenter
 from store.models import Complainant, Event, InboundItem, Ticket
-from store.tickets import NewEvent, NewTicket, inbound_row
+from store.tickets import NewEvent, NewTicket, add_attachments, inbound_row
 
 OPEN = frozenset(s.value for s in OPEN_STATUSES) | {Status.DISPATCHED.value}
 CLOSED = frozenset({Status.CLOSED.value, Status.CLOSED_ABNORMAL.value, Status.CALLBACK_DONE.value})
@@ -325,6 +325,10 @@ def record_repeat_contact(
             "source_key": draft.source_key,
             "received_at": received,
         }
+    if draft.attachments:
+        # The repeat's evidence belongs with the complaint it repeats.
+        detail["attachments"] = [a.sha256 for a in draft.attachments]
+        add_attachments(conn, ticket.id, draft)
     conn.execute(
         insert(Event).values(
             ticket_id=ticket.id,

@@ -44,3 +44,17 @@ def reserve_number(
         )
     )
     return number, True, False
+
+
+def is_known(conn: Connection, key: tuple[str, str]) -> bool:
+    """This (channel, source_key) was reserved a number or made into a ticket before."""
+    channel, source_key = key
+    for table in (IntakeNumber, Ticket):
+        found = conn.execute(
+            select(col(table.number)).where(
+                col(table.channel) == channel, col(table.source_key) == source_key
+            )
+        ).first()
+        if found is not None:
+            return True
+    return False

@@ -245,12 +245,19 @@ async def test_a_repeat_mail_about_the_same_open_matter_urges_the_ticket(stack: 
     stack.start_router()
     async with listener(stack) as port:
         number = await _first_ticket(stack, port)
-        again = _mail("水压不足+张三", "我家水龙头水压很低，已经一周了，还没人来检修。")
+        again = _mail(
+            "水压不足+张三",
+            "我家水龙头水压很低，已经一周了，还没人来检修。",
+            attachment=b"\x89PNG\r\n\x1a\n" + b"\x02" * 64,
+        )
         assert (await send(port, again))[-1][0] == 250
         await _settled(stack, 2)
     assert await stack.ticket_count() == 1
     urges = await _events(stack, number, "urge")
     assert len(urges) == 1 and urges[0]["repeat_contact"]["channel"] == "email"
+    # The repeat's evidence is filed on the complaint it repeats.
+    files = await _rows(stack, select(Attachment.filename, Attachment.sha256))
+    assert [f[0] for f in files] == ["补充.png"] and urges[0]["attachments"] == [files[0][1]]
 
 
 async def test_after_the_acknowledgement_link_the_phone_in_the_mail_still_finds_progress(

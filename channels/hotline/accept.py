@@ -24,15 +24,13 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col
 
 from ingest.draft import TicketDraft
 from ingest.runtime import Runtime
 from router.repeats import Probe, RepeatFinder, RepeatFinding, merged_into, record_repeat_contact
-from store.intake import reserve_number
-from store.models import IntakeNumber, Ticket
+from store.intake import is_known, reserve_number
 from store.numbering import period_of
 
 log = structlog.get_logger(__name__)
@@ -51,19 +49,6 @@ class _Decision:
     accepted: CallAccepted
     draft: TicketDraft | None = None  # to publish after the commit
     why: str | None = None
-
-
-def _known(conn: Connection, key: tuple[str, str]) -> bool:
-    channel, source_key = key
-    for table in (IntakeNumber, Ticket):
-        found = conn.execute(
-            select(col(table.number)).where(
-                col(table.channel) == channel, col(table.source_key) == source_key
-            )
-        ).first()
-        if found is not None:
-            return True
-    return False
 
 
 def _closed_link(finding: RepeatFinding, dissatisfied: bool) -> tuple[str | None, tuple[str, ...]]:
@@ -97,7 +82,7 @@ async def accept_call(
         merged = merged_into(conn, *key)
         if merged is not None:
             return _Decision(CallAccepted(merged, new=False, repeat_of_open=True))
-        known = _known(conn, key)
+        known = is_known(conn, key)
         finding = finder.find(conn, probe)
         now = clock()
         if not known and finding.open is not None:
