@@ -261,3 +261,32 @@ async def test_every_corpus_message_goes_through_the_real_listener_without_harm(
     assert set(codes) == {250}, codes
     queued = await embedded_stack.rt.queue.depth(embedded_stack.rt.names.drafts)
     assert 0 < queued <= len(files) + 1
+
+
+async def test_a_mail_that_cannot_be_parsed_still_becomes_a_ticket_with_its_raw_bytes(
+    embedded_stack: Stack,
+) -> None:
+    # A MIME structure nested past any parser's recursion limit, from a broken mailer.
+    depth = 3000
+    raw = (
+        b"From: zhangsan@example.cn\r\nTo: complaints@water.example.cn\r\n"
+        b"Subject: =?gb2312?B?ss7K/Q==?=\r\nMessage-ID: <deep@example.cn>\r\n"
+        + b"".join(
+            f"Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n".encode()
+            for i in range(depth)
+        )
+        + "停水三天了".encode("gb18030")
+        + b"\r\n"
+    )
+    embedded_stack.start_router()
+    async with listener(embedded_stack, max_message_bytes=10 * 1024 * 1024) as port:
+        replies = await send(port, raw)
+    assert replies[-1][0] == 250
+    assert await embedded_stack.wait_for_tickets(1) == 1
+    async with embedded_stack.rt.database.sessions() as session:
+        ticket = (await session.execute(select(Ticket))).scalar_one()
+    assert ticket.raw_sha256 and await embedded_stack.rt.blobs.get(ticket.raw_sha256) == raw
+    code, out, _ = await embedded_stack.shouli("tickets", "show", ticket.number, "--json")
+    assert code == 0
+    notes = [e["detail"] for e in json.loads(out)["events"] if e["kind"] == "intake_note"]
+    assert any("unparseable" in json.dumps(n, ensure_ascii=False) for n in notes), notes
