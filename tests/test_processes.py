@@ -101,5 +101,5 @@ async def test_an_unknown_worker_name_stops_with_the_list_of_known_ones(
     code, _, err = await embedded_stack.shouli("worker", "imap-poller")
     assert code == 2
     assert err.strip() == (
-        "unknown worker 'imap-poller'; known workers: imap, referrals, router, sla"
+        "unknown worker 'imap-poller'; known workers: imap, notify, referrals, router, sla"
     )
