@@ -178,9 +178,9 @@ class Deployment:
             await admin.execute(f'DROP DATABASE IF EXISTS "{self.database_name}" WITH (FORCE)')
             await admin.close()
             sys.path.insert(0, str(ROOT))
-            from tests.support_rabbit import delete_queues_with_prefix
+            from tests.stack import delete_rabbit_queues
 
-            await delete_queues_with_prefix(self.prefix)
+            await delete_rabbit_queues(self.prefix)
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "ingest.cli", *args]
