@@ -9,16 +9,52 @@ idempotent on the same key).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ingest.draft import TicketDraft
 from ingest.runtime import Runtime
 from store.intake import reserve_number
 from store.numbering import period_of
+
+A = TypeVar("A")
+
+
+@dataclass(frozen=True)
+class EdgeDecision(Generic[A]):
+    """What an edge decided in one transaction: the sender's answer, and the draft (with its
+    reserved number) to publish once that transaction has committed."""
+
+    accepted: A
+    draft: TicketDraft | None = None
+    why: str | None = None  # merged into an open ticket as a repeat: the match
+
+
+async def decide_then_hand_off(
+    runtime: Runtime, decide: Callable[[Connection], EdgeDecision[A]]
+) -> EdgeDecision[A]:
+    """Run ``decide`` in one store transaction, then hand its draft off.
+
+    An ``IntegrityError`` means a concurrent request with the same key decided first: the
+    one retry finds its answer. If the hand-off raises (answer 503), the retry finds the
+    reservation and publishes again; the router is idempotent on the key.
+    """
+    for attempt in range(2):
+        try:
+            decision = await runtime.database.write(decide)
+            break
+        except IntegrityError:
+            if attempt:
+                raise
+    if decision.draft is not None:
+        await runtime.handoff.submit(decision.draft)
+    return decision
 
 
 @dataclass(frozen=True)
@@ -36,17 +72,12 @@ async def accept(runtime: Runtime, draft: TicketDraft) -> Accepted:
     )
     now = datetime.now(UTC)
     channel, source_key = draft.idempotency_key
-    for attempt in range(2):
-        try:
-            number, new, made = await runtime.database.write(
-                lambda conn: reserve_number(
-                    conn, channel=channel, source_key=source_key, period=period, now=now
-                )
-            )
-            break
-        except IntegrityError:
-            if attempt:
-                raise
-    if not made:
-        await runtime.handoff.submit(draft.model_copy(update={"number": number}))
-    return Accepted(number=number, new=new)
+
+    def decide(conn: Connection) -> EdgeDecision[Accepted]:
+        number, new, made = reserve_number(
+            conn, channel=channel, source_key=source_key, period=period, now=now
+        )
+        ready = None if made else draft.model_copy(update={"number": number})
+        return EdgeDecision(Accepted(number=number, new=new), ready)
+
+    return (await decide_then_hand_off(runtime, decide)).accepted

@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 
 from ingest.draft import TicketDraft
+from ingest.intake import EdgeDecision, decide_then_hand_off
 from ingest.runtime import Runtime
 from router.repeats import Probe, RepeatFinder, RepeatFinding, merged_into, record_repeat_contact
 from store.intake import is_known, reserve_number
@@ -42,13 +42,6 @@ class CallAccepted:
     new: bool
     repeat_of_open: bool = False  # merged into this open ticket (no new ticket)
     repeat_of: str | None = None  # the new ticket repeats this closed one
-
-
-@dataclass(frozen=True)
-class _Decision:
-    accepted: CallAccepted
-    draft: TicketDraft | None = None  # to publish after the commit
-    why: str | None = None
 
 
 def _closed_link(finding: RepeatFinding, dissatisfied: bool) -> tuple[str | None, tuple[str, ...]]:
@@ -78,17 +71,17 @@ async def accept_call(
     probe = Probe.from_draft(draft, account=account)
     key = draft.idempotency_key
 
-    def decide(conn: Connection) -> _Decision:
+    def decide(conn: Connection) -> EdgeDecision[CallAccepted]:
         merged = merged_into(conn, *key)
         if merged is not None:
-            return _Decision(CallAccepted(merged, new=False, repeat_of_open=True))
+            return EdgeDecision(CallAccepted(merged, new=False, repeat_of_open=True))
         known = is_known(conn, key)
         finding = finder.find(conn, probe)
         now = clock()
         if not known and finding.open is not None:
             record_repeat_contact(conn, finding.open, draft, now=now)
             number = finding.open.ticket.number
-            return _Decision(
+            return EdgeDecision(
                 CallAccepted(number, new=True, repeat_of_open=True), why=finding.open.why
             )
         repeat_of, notes = _closed_link(finding, dissatisfied)
@@ -98,20 +91,9 @@ async def accept_call(
         ready = draft.model_copy(
             update={"number": number, "repeat_of": repeat_of, "notes": (*draft.notes, *notes)}
         )
-        return _Decision(CallAccepted(number, new, repeat_of=repeat_of), None if made else ready)
+        return EdgeDecision(CallAccepted(number, new, repeat_of=repeat_of), None if made else ready)
 
-    for attempt in range(2):
-        try:
-            decision = await runtime.database.write(decide)
-            break
-        except IntegrityError:
-            # The same call id decided by a concurrent request: the retry finds its answer.
-            if attempt:
-                raise
+    decision = await decide_then_hand_off(runtime, decide)
     if decision.why is not None:
         log.info("repeat_call_merged", number=decision.accepted.number, why=decision.why)
-    if decision.draft is not None:
-        # After the commit: if this raises (HTTP 503), the retry finds the reservation above
-        # and publishes again; the router is idempotent on the call id.
-        await runtime.handoff.submit(decision.draft)
     return decision.accepted

@@ -34,10 +34,10 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import Connection, select
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from ingest.draft import TicketDraft
+from ingest.intake import EdgeDecision, decide_then_hand_off
 from ingest.runtime import Runtime
 from ingest.settings import Settings
 from router.repeats import (
@@ -92,13 +92,6 @@ class WebAccepted:
     due_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class _Decision:
-    accepted: WebAccepted
-    draft: TicketDraft | None = None  # to publish after the commit
-    why: str | None = None
-
-
 def _merged(conn: Connection, number: str) -> WebAccepted:
     row = conn.execute(
         select(col(Ticket.received_at), col(Ticket.due_at)).where(col(Ticket.number) == number)
@@ -135,16 +128,16 @@ async def accept_complaint(
     probe = replace(Probe.from_draft(draft), account=None)
     key = draft.idempotency_key
 
-    def decide(conn: Connection) -> _Decision:
+    def decide(conn: Connection) -> EdgeDecision[WebAccepted]:
         merged = merged_into(conn, *key)
         if merged is not None:
-            return _Decision(_merged(conn, merged))
+            return EdgeDecision(_merged(conn, merged))
         known = is_known(conn, key)
         finding = finder.find(conn, probe)
         now = clock()
         if not known and finding.open is not None:
             record_repeat_contact(conn, finding.open, draft, now=now)
-            return _Decision(_merged(conn, finding.open.ticket.number), why=finding.open.why)
+            return EdgeDecision(_merged(conn, finding.open.ticket.number), why=finding.open.why)
         repeat_of, notes = _closed_link(finding)
         number, new, made = reserve_number(
             conn, channel=key[0], source_key=key[1], period=period, now=now
@@ -152,20 +145,9 @@ async def accept_complaint(
         ready = draft.model_copy(
             update={"number": number, "repeat_of": repeat_of, "notes": (*draft.notes, *notes)}
         )
-        return _Decision(WebAccepted(number, new, repeat_of=repeat_of), None if made else ready)
+        return EdgeDecision(WebAccepted(number, new, repeat_of=repeat_of), None if made else ready)
 
-    for attempt in range(2):
-        try:
-            decision = await runtime.database.write(decide)
-            break
-        except IntegrityError:
-            # The same submission decided by a concurrent request: the retry finds its answer.
-            if attempt:
-                raise
+    decision = await decide_then_hand_off(runtime, decide)
     if decision.why is not None:
         log.info("web_repeat_merged", number=decision.accepted.number, why=decision.why)
-    if decision.draft is not None:
-        # After the commit: if this raises (HTTP 503), the retry finds the reservation above
-        # and publishes again; the router is idempotent on the submission's key.
-        await runtime.handoff.submit(decision.draft)
     return decision.accepted
