@@ -22,6 +22,7 @@ from channels.email.settings import EmailSettings
 from channels.hotline.settings import HotlineSettings
 from channels.referral.settings import ReferralSettings
 from channels.web.settings import WebSettings
+from ingest.references import KnownKeys
 from router.timelimit import TimeLimit
 
 ENV_PREFIX = "SHOULI_"
@@ -280,25 +281,12 @@ def _cross_reference_problems(settings: Settings) -> list[tuple[str, str]]:
                 ("departments", f"exactly one department needs role {role.value!r} (found {count})")
             )
     category_keys = [c.key for c in settings.categories]
+    known = KnownKeys(department_keys, category_keys)
     for index, category in enumerate(settings.categories):
         if category_keys.index(category.key) != index:
             problems.append((f"categories.{index}.key", f"duplicate category {category.key!r}"))
-        if category.department not in department_keys:
-            problems.append(
-                (
-                    f"categories.{index}.department",
-                    f"unknown department {category.department!r} "
-                    f"(known: {', '.join(department_keys) or 'none'})",
-                )
-            )
-    if settings.routing.fallback_category not in category_keys:
-        problems.append(
-            (
-                "routing.fallback_category",
-                f"unknown category {settings.routing.fallback_category!r} "
-                f"(known: {', '.join(category_keys) or 'none'})",
-            )
-        )
+        problems.extend(known.department(f"categories.{index}.department", category.department))
+    problems.extend(known.category("routing.fallback_category", settings.routing.fallback_category))
     rule_names = [r.name for r in settings.severity_rules]
     for index, name in enumerate(rule_names):
         if rule_names.index(name) != index:
@@ -306,8 +294,8 @@ def _cross_reference_problems(settings: Settings) -> list[tuple[str, str]]:
     for index, staff in enumerate(settings.auth.staff):
         if not staff.token and not staff.token_env:
             problems.append((f"auth.staff.{index}", "give token_env (preferred) or token"))
-    problems.extend(settings.hotline.cross_reference_problems(department_keys, category_keys))
-    problems.extend(settings.referrals.cross_reference_problems(department_keys, category_keys))
+    problems.extend(settings.hotline.cross_reference_problems(known))
+    problems.extend(settings.referrals.cross_reference_problems(known))
     problems.extend(settings.email.imap_problems())
     problems.extend(
         settings.referrals.mail_problems(
@@ -321,10 +309,8 @@ def _cross_reference_problems(settings: Settings) -> list[tuple[str, str]]:
     )
     for index, mailbox in enumerate(settings.email.mailboxes):
         where = f"email.mailboxes.{index}"
-        if mailbox.department is not None and mailbox.department not in department_keys:
-            problems.append((f"{where}.department", f"unknown department {mailbox.department!r}"))
-        if mailbox.category is not None and mailbox.category not in category_keys:
-            problems.append((f"{where}.category", f"unknown category {mailbox.category!r}"))
+        problems.extend(known.department(f"{where}.department", mailbox.department))
+        problems.extend(known.category(f"{where}.category", mailbox.category))
         addresses = [m.address for m in settings.email.mailboxes]
         if addresses.index(mailbox.address) != index:
             problems.append((f"{where}.address", f"duplicate mailbox {mailbox.address!r}"))

@@ -178,7 +178,7 @@ referrals:
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert (
-        "referrals.sources.0.liaison_department: unknown department 'nowhere' (office, discipline)"
+        "referrals.sources.0.liaison_department: unknown department 'nowhere' (known: office, discipline)"
         in lines
     )
     assert "referrals.sources.0: give secret_env (preferred) or secret" in lines
@@ -191,8 +191,8 @@ referrals:
     assert (
         "referrals.sources.1.drop_folder: already the drop folder of referrals.sources.0" in lines
     )
-    assert "referrals.mappings.m.categories.水: unknown category 'water' (other)" in lines
+    assert "referrals.mappings.m.categories.水: unknown category 'water' (known: other)" in lines
     assert (
-        "referrals.mappings.m.departments.某部: unknown department 'nowhere' (office, discipline)"
+        "referrals.mappings.m.departments.某部: unknown department 'nowhere' (known: office, discipline)"
         in lines
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import codecs
 import os
 import re
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -18,6 +17,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ingest.references import KnownKeys
 from router.timelimit import TimeLimit, TimeUnit
 
 # The fields of a call record that an export column (or a JSON-lines key) can fill; the
@@ -238,22 +238,16 @@ class HotlineSettings(_Section):
     def vendor_names(self) -> list[str]:
         return sorted({*self.vendors, API_VENDOR})
 
-    def cross_reference_problems(
-        self, departments: Sequence[str], categories: Sequence[str]
-    ) -> list[tuple[str, str]]:
+    def cross_reference_problems(self, known: KnownKeys) -> list[tuple[str, str]]:
         """Names that must point at other sections (called by ingest.settings)."""
         problems: list[tuple[str, str]] = []
-        known = ", ".join(departments) or "none"
         seen: dict[str, int] = {}
         for index, agent in enumerate(self.agents):
             where = f"hotline.agents.{index}"
             if agent.id in seen:
                 problems.append((f"{where}.id", f"duplicate agent {agent.id!r}"))
             seen.setdefault(agent.id, index)
-            if agent.department not in departments:
-                problems.append(
-                    (f"{where}.department", f"unknown department {agent.department!r} ({known})")
-                )
+            problems.extend(known.department(f"{where}.department", agent.department))
             if not agent.token and not agent.token_env:
                 problems.append((where, "give token_env (preferred) or token"))
         inline = [a.token for a in self.agents if a.token]
@@ -269,19 +263,8 @@ class HotlineSettings(_Section):
             )
         for name, vendor in self.vendors.items():
             where = f"hotline.vendors.{name}"
-            if vendor.default_department and vendor.default_department not in departments:
-                problems.append(
-                    (
-                        f"{where}.default_department",
-                        f"unknown department {vendor.default_department!r} ({known})",
-                    )
-                )
-            for label, key in vendor.category_values.items():
-                if key not in categories:
-                    problems.append(
-                        (
-                            f"{where}.category_values.{label}",
-                            f"unknown category {key!r} ({', '.join(categories) or 'none'})",
-                        )
-                    )
+            problems.extend(
+                known.department(f"{where}.default_department", vendor.default_department)
+            )
+            problems.extend(known.categories_in(f"{where}.category_values", vendor.category_values))
         return problems

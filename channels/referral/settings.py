@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ingest.references import KnownKeys
+
 
 class UpdateKind(StrEnum):
     """What a work order message asks for. ``new`` makes a ticket; the rest change one."""
@@ -436,12 +438,9 @@ class ReferralSettings(_Section):
     def mapping_of(self, source: ReferralSource) -> ReferralMapping:
         return self.mappings[source.mapping]
 
-    def cross_reference_problems(
-        self, departments: Sequence[str], categories: Sequence[str]
-    ) -> list[tuple[str, str]]:
+    def cross_reference_problems(self, known: KnownKeys) -> list[tuple[str, str]]:
         """Names that must point at other sections (called by ingest.settings)."""
         problems: list[tuple[str, str]] = []
-        known_departments = ", ".join(departments) or "none"
         seen: set[str] = set()
         folders: dict[Path, int] = {}
         for index, source in enumerate(self.sources):
@@ -457,13 +456,9 @@ class ReferralSettings(_Section):
                         f"(known: {', '.join(sorted(self.mappings)) or 'none'})",
                     )
                 )
-            if source.liaison_department and source.liaison_department not in departments:
-                problems.append(
-                    (
-                        f"{where}.liaison_department",
-                        f"unknown department {source.liaison_department!r} ({known_departments})",
-                    )
-                )
+            problems.extend(
+                known.department(f"{where}.liaison_department", source.liaison_department or None)
+            )
             if not source.secret and not source.secret_env:
                 problems.append((where, "give secret_env (preferred) or secret"))
             if source.reply is not None:
@@ -491,22 +486,8 @@ class ReferralSettings(_Section):
                 folders.setdefault(folder, index)
         for name, mapping in self.mappings.items():
             where = f"referrals.mappings.{name}"
-            for label, key in mapping.categories.items():
-                if key not in categories:
-                    problems.append(
-                        (
-                            f"{where}.categories.{label}",
-                            f"unknown category {key!r} ({', '.join(categories) or 'none'})",
-                        )
-                    )
-            for label, key in mapping.departments.items():
-                if key not in departments:
-                    problems.append(
-                        (
-                            f"{where}.departments.{label}",
-                            f"unknown department {key!r} ({known_departments})",
-                        )
-                    )
+            problems.extend(known.categories_in(f"{where}.categories", mapping.categories))
+            problems.extend(known.departments_in(f"{where}.departments", mapping.departments))
         return problems
 
     def mail_problems(
