@@ -13,13 +13,13 @@ the last committed ticket. Embedded mode by default; --distributed for RabbitMQ 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import tempfile
 import time
 from pathlib import Path
 
+from bench.common import argument_parser
 from bench.email_smtp import _email_tickets, generate
 from bench.spine import Deployment
 
@@ -27,9 +27,7 @@ USERS = {"bench": "bench-password-1"}
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--n", type=int, default=10_000, help="mails in the backlog")
     parser.add_argument("--batch", type=int, default=200, help="ImapMailbox.batch_size")
     parser.add_argument("--distributed", action="store_true")

@@ -13,7 +13,6 @@ Embedded mode (SQLite + embedded queue) by default; --distributed for RabbitMQ +
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import os
@@ -27,9 +26,9 @@ from pathlib import Path
 
 from aiosmtpd.smtp import SMTP
 
+from bench.common import ROOT, argument_parser
 from bench.spine import Deployment
 
-ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT.parent / "shared" / "bench" / "gen_emails.py"
 RECIPIENT = "complaints@water.example.cn"
 
@@ -150,9 +149,7 @@ def unique(mails: list[bytes], run: str) -> list[bytes]:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--n", type=int, default=2000, help="3 KB mails per client count")
     parser.add_argument("--big", type=int, default=40, help="1 MB mails per client count")
     parser.add_argument("--clients", default="1,8,32")

@@ -25,12 +25,12 @@ import csv
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,11 +38,17 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-ROOT = Path(__file__).resolve().parent.parent
-AMQP_URL = os.environ.get("SHOULI_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-PG_URL = os.environ.get(
-    "SHOULI_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+from bench.common import (
+    CONFIG,
+    bench_store,
+    free_port,
+    process_environment,
+    shouli_command,
+    start_shouli,
+    stop,
+    wait_ready,
 )
+
 HEADERS = [
     "通话流水号",
     "来电号码",
@@ -116,91 +122,47 @@ def write_export(
     return path.stat().st_size
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Deployment:
     """A fresh store and queue for one mode, and the environment that points at them."""
 
     def __init__(self, mode: str, workdir: Path) -> None:
         self.mode = mode
         self.workdir = workdir
-        self.prefix = f"bh{uuid.uuid4().hex[:8]}"
-        self.database_name: str | None = None
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("SHOULI_")},
-            "SHOULI_CONFIG": str(ROOT / "config.yaml"),
-            "SHOULI_BROKER__PREFIX": self.prefix,
-            "SHOULI_BLOBS__PATH": str(workdir / "blobs"),
-            "SHOULI_LOGGING__LEVEL": "warning",
-            "SHOULI_LOGGING__FORMAT": "json",
-            "SHOULI_AGENT_1001_TOKEN": "bench-agent-1001-token",
-            "SHOULI_AGENT_1002_TOKEN": "bench-agent-1002-token",
-        }
-        if mode == "embedded":
-            self.env["SHOULI_DATABASE__URL"] = f"sqlite+aiosqlite:///{workdir}/shouli.db"
+        self.env: dict[str, str] = {}
 
     async def __aenter__(self) -> Deployment:
-        if self.mode == "distributed":
-            import asyncpg
-            from sqlalchemy.engine.url import make_url
-
-            base = make_url(PG_URL)
-            self.database_name = f"shouli_bench_{uuid.uuid4().hex[:8]}"
-            admin = await asyncpg.connect(
-                host=base.host, port=base.port or 5432, user=base.username, database=base.database
+        async with AsyncExitStack() as stack:
+            self.env = await stack.enter_async_context(
+                bench_store(
+                    self.mode,
+                    self.workdir,
+                    SHOULI_AGENT_1001_TOKEN="bench-agent-1001-token",
+                    SHOULI_AGENT_1002_TOKEN="bench-agent-1002-token",
+                )
             )
-            await admin.execute(f'CREATE DATABASE "{self.database_name}"')
-            await admin.close()
-            self.env["SHOULI_DATABASE__URL"] = base.set(
-                database=self.database_name
-            ).render_as_string(hide_password=False)
-            self.env["SHOULI_BROKER__URL"] = AMQP_URL
-        code = await asyncio.to_thread(
-            subprocess.call, self.command("migrate"), env=self.env, stdout=subprocess.DEVNULL
-        )
-        if code:
-            raise SystemExit(f"shouli migrate failed ({code})")
+            code = await asyncio.to_thread(
+                subprocess.call,
+                shouli_command("migrate"),
+                env=process_environment(self.env),
+                stdout=subprocess.DEVNULL,
+            )
+            if code:
+                raise SystemExit(f"shouli migrate failed ({code})")
+            self._exit = stack.pop_all()
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
-        if self.database_name:
-            import asyncpg
-            from sqlalchemy.engine.url import make_url
-
-            base = make_url(PG_URL)
-            admin = await asyncpg.connect(
-                host=base.host, port=base.port or 5432, user=base.username, database=base.database
-            )
-            await admin.execute(f'DROP DATABASE IF EXISTS "{self.database_name}" WITH (FORCE)')
-            await admin.close()
-            sys.path.insert(0, str(ROOT))
-            from tests.stack import delete_rabbit_queues
-
-            await delete_rabbit_queues(self.prefix)
-
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "ingest.cli", *args]
+        await self._exit.aclose()
 
     def start(self, *args: str, log: str, **env: str) -> subprocess.Popen[bytes]:
-        handle = (self.workdir / log).open("wb")
-        return subprocess.Popen(
-            self.command(*args),
-            env={**self.env, **env},
-            cwd=self.workdir,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
+        return start_shouli(*args, env=self.env | env, workdir=self.workdir, log=log)
 
     async def ticket_count(self) -> int:
         from ingest.settings import load_settings
         from store.db import Database
         from store.models import Ticket
 
-        settings = load_settings(ROOT / "config.yaml", environ=self.env)
+        settings = load_settings(CONFIG, environ=self.env)
         database = Database(settings.database)
         try:
             async with database.sessions() as session:
@@ -213,8 +175,8 @@ class Deployment:
 def _run_import(deployment: Deployment, export: Path) -> tuple[int, bytes, float]:
     """Run ``shouli import-calls``; (exit code, stdout, peak RSS in MiB from wait4)."""
     process = subprocess.Popen(
-        deployment.command("import-calls", str(export), "--json", "--no-progress"),
-        env=deployment.env,
+        shouli_command("import-calls", str(export), "--json", "--no-progress"),
+        env=process_environment(deployment.env),
         cwd=deployment.workdir,
         stdout=subprocess.PIPE,
         stderr=(deployment.workdir / "import.log").open("wb"),
@@ -224,11 +186,6 @@ def _run_import(deployment: Deployment, export: Path) -> tuple[int, bytes, float
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     return process.returncode, out, usage.ru_maxrss / 1024
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    process.wait(60)
 
 
 async def bench_import(mode: str, rows: int, workdir: Path) -> dict[str, Any]:
@@ -244,7 +201,7 @@ async def bench_import(mode: str, rows: int, workdir: Path) -> dict[str, Any]:
             await asyncio.sleep(0.5)
             count = await deployment.ticket_count()
         committed_at = time.monotonic()
-        await asyncio.to_thread(_stop, router)
+        await asyncio.to_thread(stop, router)
     summary = out.decode().strip().splitlines()[-1] if out else "{}"
     return {
         "mode": mode,
@@ -280,18 +237,8 @@ async def bench_api(
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            async with httpx.AsyncClient(base_url=base) as probe:
-                deadline = time.monotonic() + 180  # start-up loads jieba dictionaries
-                while True:
-                    if server.poll() is not None:
-                        raise SystemExit(f"shouli serve exited; see {workdir / 'serve.log'}")
-                    try:
-                        if (await probe.get("/readyz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        if time.monotonic() > deadline:
-                            raise
-                    await asyncio.sleep(0.2)
+            # start-up loads jieba dictionaries
+            await wait_ready(base, process=server, log=workdir / "serve.log", timeout=180)
             latencies: list[float] = []
             statuses: dict[int, int] = {}
             per_agent = calls // agents
@@ -336,9 +283,9 @@ async def bench_api(
             await asyncio.gather(*(agent(n) for n in range(agents)))
             elapsed = time.monotonic() - started
         finally:
-            await asyncio.to_thread(_stop, server)
+            await asyncio.to_thread(stop, server)
             if router is not None:
-                await asyncio.to_thread(_stop, router)
+                await asyncio.to_thread(stop, router)
     latencies.sort()
 
     def pct(p: float) -> float:

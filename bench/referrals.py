@@ -16,35 +16,36 @@ source's secret just before sending it, ``--concurrency`` requests in flight, an
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
+from contextlib import AsyncExitStack
 from pathlib import Path
 
-import asyncpg
 import httpx
 from sqlalchemy import func, select
-from sqlalchemy.engine.url import make_url
 
+from bench.common import (
+    CONFIG,
+    ROOT,
+    argument_parser,
+    bench_store,
+    free_port,
+    percentile,
+    start_shouli,
+    stop,
+    wait_ready,
+)
 from channels.referral.signature import signed_headers
 from ingest.runtime import Runtime
 from ingest.settings import load_settings
 from store.models import Ticket
 
-ROOT = Path(__file__).resolve().parent.parent
-AMQP_URL = os.environ.get("SHOULI_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-PG_URL = os.environ.get(
-    "SHOULI_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
 SECRET = "bench-gov12345-secret-0123456789"
 TEMPLATE = json.loads(
     (ROOT / "tests" / "fixtures" / "referrals" / "gov12345-order.json").read_text(encoding="utf-8")
@@ -56,98 +57,43 @@ def order_body(run: str, index: int) -> bytes:
     return json.dumps(order, ensure_ascii=False).encode()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
-
-
 class Deployment:
     def __init__(self, mode: str, workdir: Path) -> None:
         self.mode = mode
         self.workdir = workdir
         self.port = free_port()
-        self.pg_name: str | None = None
         self.processes: list[subprocess.Popen[bytes]] = []
-
-    async def __aenter__(self) -> Deployment:
-        env = {
-            "SHOULI_CONFIG": str(ROOT / "config.yaml"),
-            "SHOULI_BROKER__PREFIX": f"bench{uuid.uuid4().hex[:8]}",
-            "SHOULI_BLOBS__PATH": str(self.workdir / "blobs"),
-            "SHOULI_LOGGING__LEVEL": "warning",
-            "SHOULI_LOGGING__FORMAT": "json",
-            "SHOULI_HTTP__PORT": str(self.port),
-            "SHOULI_REFERRAL_GOV12345_SECRET": SECRET,
-        }
-        if self.mode == "embedded":
-            env["SHOULI_DATABASE__URL"] = f"sqlite+aiosqlite:///{self.workdir}/bench.db"
-        else:
-            base = make_url(PG_URL)
-            self.pg_name = f"shouli_bench_{uuid.uuid4().hex[:8]}"
-            conn = await asyncpg.connect(
-                host=base.host, port=base.port, user=base.username, database=base.database
-            )
-            await conn.execute(f'CREATE DATABASE "{self.pg_name}"')
-            await conn.close()
-            env["SHOULI_DATABASE__URL"] = base.set(database=self.pg_name).render_as_string(
-                hide_password=False
-            )
-            env["SHOULI_BROKER__URL"] = AMQP_URL
-        self.runtime = await Runtime.open(load_settings(ROOT / "config.yaml", environ=env))
-        keep = {k: v for k, v in os.environ.items() if not k.startswith("SHOULI_")}
-        log = (self.workdir / "processes.log").open("wb")
-        for role in (["edge"], ["worker", "router"]):
-            self.processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "ingest.cli", *role],
-                    env=keep | env,
-                    cwd=self.workdir,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        await self._wait_ready()
-        await asyncio.sleep(2.0)  # the router's start-up (jieba dictionary) is not measured
-        return self
-
-    async def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        async with httpx.AsyncClient() as client:
-            while time.monotonic() < deadline:
-                try:
-                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise RuntimeError("the edge never became ready; see processes.log")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def __aexit__(self, *_exc: object) -> None:
-        for process in self.processes:
-            process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        await self.runtime.close()
-        if self.pg_name:
-            base = make_url(PG_URL)
-            conn = await asyncpg.connect(
-                host=base.host, port=base.port, user=base.username, database=base.database
+    async def __aenter__(self) -> Deployment:
+        async with AsyncExitStack() as stack:
+            env = await stack.enter_async_context(
+                bench_store(
+                    self.mode,
+                    self.workdir,
+                    SHOULI_HTTP__PORT=str(self.port),
+                    SHOULI_REFERRAL_GOV12345_SECRET=SECRET,
+                )
             )
-            await conn.execute(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
-            await conn.close()
+            self.runtime = await Runtime.open(load_settings(CONFIG, environ=env))
+            stack.push_async_callback(self.runtime.close)
+            stack.callback(lambda: stop(*self.processes, timeout=30))
+            for role in (["edge"], ["worker", "router"]):
+                self.processes.append(
+                    start_shouli(*role, env=env, workdir=self.workdir, log="processes.log")
+                )
+            await wait_ready(
+                self.url, process=self.processes[0], log=self.workdir / "processes.log"
+            )
+            await asyncio.sleep(2.0)  # the router's start-up (jieba dictionary) is not measured
+            self._exit = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self._exit.aclose()
 
     async def tickets(self, run: str) -> int:
         async with self.runtime.database.sessions() as session:
@@ -194,9 +140,7 @@ async def run_mode(dep: Deployment, n: int, concurrency: int) -> tuple[float, fl
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--n", type=int, default=2000, help="work orders per mode")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     parser.add_argument("--modes", default="embedded,distributed")

@@ -15,34 +15,35 @@ then
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aio_pika
-import asyncpg
 from sqlalchemy import func, select
-from sqlalchemy.engine.url import make_url
 
+from bench.common import (
+    AMQP_URL,
+    CONFIG,
+    argument_parser,
+    bench_store,
+    commit_seconds,
+    percentile,
+    start_shouli,
+    stop,
+)
 from ingest.draft import TicketDraft
 from ingest.runtime import Runtime
 from ingest.settings import load_settings
 from store.models import Ticket
 
-ROOT = Path(__file__).resolve().parent.parent
-AMQP_URL = os.environ.get("SHOULI_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-PG_URL = os.environ.get(
-    "SHOULI_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
 BODY = (
     "我家住在示例市光明小区5栋，最近一周自来水发黄并有明显异味，烧开后有沉淀。"
     "多次拨打热线没有人上门检查，家里有老人小孩，担心健康，请尽快派人检测水质并给出处理结果。"
@@ -63,90 +64,34 @@ def draft_bytes(index: int, run: str) -> bytes:
     ).to_bytes()
 
 
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
-
-
 class Deployment:
     def __init__(self, mode: str, workers: int, workdir: Path) -> None:
         self.mode = mode
         self.workers = workers
         self.workdir = workdir
-        self.prefix = f"bench{uuid.uuid4().hex[:8]}"
-        self.pg_name: str | None = None
         self.env: dict[str, str] = {}
         self.processes: list[subprocess.Popen[bytes]] = []
 
     async def __aenter__(self) -> Deployment:
-        env = {
-            "SHOULI_CONFIG": str(ROOT / "config.yaml"),
-            "SHOULI_BROKER__PREFIX": self.prefix,
-            "SHOULI_BLOBS__PATH": str(self.workdir / "blobs"),
-            "SHOULI_LOGGING__LEVEL": "warning",
-            "SHOULI_LOGGING__FORMAT": "json",
-        }
-        if self.mode == "embedded":
-            env["SHOULI_DATABASE__URL"] = f"sqlite+aiosqlite:///{self.workdir}/bench.db"
-        else:
-            base = make_url(PG_URL)
-            self.pg_name = f"shouli_bench_{uuid.uuid4().hex[:8]}"
-            conn = await asyncpg.connect(
-                host=base.host, port=base.port, user=base.username, database=base.database
-            )
-            await conn.execute(f'CREATE DATABASE "{self.pg_name}"')
-            await conn.close()
-            env["SHOULI_DATABASE__URL"] = base.set(database=self.pg_name).render_as_string(
-                hide_password=False
-            )
-            env["SHOULI_BROKER__URL"] = AMQP_URL
-        self.env = env
-        self.settings = load_settings(ROOT / "config.yaml", environ=env)
-        self.runtime = await Runtime.open(self.settings)
-        process_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("SHOULI_")},
-            **env,
-        }
-        for index in range(self.workers):
-            log = open(self.workdir / f"worker-{index}.log", "wb")
-            self.processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "ingest.cli", "worker", "router"],
-                    env=process_env,
-                    cwd=self.workdir,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+        async with AsyncExitStack() as stack:
+            env = await stack.enter_async_context(bench_store(self.mode, self.workdir))
+            self.env = env
+            self.settings = load_settings(CONFIG, environ=env)
+            self.runtime = await Runtime.open(self.settings)
+            stack.push_async_callback(self.runtime.close)
+            stack.callback(lambda: stop(*self.processes, timeout=30))
+            for index in range(self.workers):
+                self.processes.append(
+                    start_shouli(
+                        "worker", "router", env=env, workdir=self.workdir, log=f"worker-{index}.log"
+                    )
                 )
-            )
-        await asyncio.sleep(3.0)  # worker start-up (imports, jieba dictionary) is not measured
+            await asyncio.sleep(3.0)  # worker start-up (imports, jieba dictionary) is not measured
+            self._exit = stack.pop_all()
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
-        for process in self.processes:
-            process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        await self.runtime.close()
-        if self.mode == "distributed":
-            connection = await aio_pika.connect(AMQP_URL)
-            channel = await connection.channel()
-            for name in (f"{self.prefix}.drafts", f"{self.prefix}.drafts.dead"):
-                try:
-                    await channel.queue_delete(name)
-                except Exception:
-                    channel = await connection.channel()
-            await connection.close()
-            base = make_url(PG_URL)
-            conn = await asyncpg.connect(
-                host=base.host, port=base.port, user=base.username, database=base.database
-            )
-            await conn.execute(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
-            await conn.close()
+        await self._exit.aclose()
 
     async def ticket_count(self, run: str) -> int:
         async with self.runtime.database.sessions() as session:
@@ -162,12 +107,7 @@ class Deployment:
                     Ticket.source_key.like(f"{run}-%")
                 )  # type: ignore[attr-defined]
             )
-            out = []
-            for received, created in rows:
-                received = received if received.tzinfo else received.replace(tzinfo=UTC)
-                created = created if created.tzinfo else created.replace(tzinfo=UTC)
-                out.append((created - received).total_seconds())
-            return out
+            return commit_seconds(rows)
 
     async def wait_for(self, run: str, count: int, timeout: float) -> float:
         deadline = time.monotonic() + timeout
@@ -259,9 +199,7 @@ async def raw_rabbit(n: int, size: int) -> float:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--n", type=int, default=5000, help="drafts for the throughput run")
     parser.add_argument(
         "--rate", type=float, default=200.0, help="offered drafts/s for the latency run"

@@ -17,31 +17,34 @@ Rate limits are raised for the run (one address sends everything).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import httpx
 from sqlalchemy import func, select
-from sqlalchemy.engine.url import make_url
 
-from bench.spine import AMQP_URL, PG_URL, percentile
+from bench.common import (
+    CONFIG,
+    ROOT,
+    argument_parser,
+    bench_store,
+    commit_seconds,
+    free_port,
+    percentile,
+    start_shouli,
+    stop,
+    wait_ready,
+)
 from ingest.settings import Settings, load_settings
 from store.db import Database
 from store.models import Ticket
 
-ROOT = Path(__file__).resolve().parent.parent
 PNG = (ROOT / "tests" / "fixtures" / "web" / "leak.png").read_bytes()
 DETAILS = (
     "光明小区5栋从前天起自来水发黄、有明显异味，烧开后壶底有黄色沉淀。家中有老人和小孩，"
@@ -49,27 +52,9 @@ DETAILS = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def photo(size: int) -> bytes:
     """A PNG of ``size`` bytes: a real image, then random bytes after its end chunk."""
     return PNG + random.randbytes(size - len(PNG))
-
-
-def start_serve(env: dict[str, str], workdir: Path) -> subprocess.Popen[bytes]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("SHOULI_")}
-    with (workdir / "serve.log").open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ingest.cli", "serve"],
-            env={**keep, **env},
-            cwd=workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
 
 
 class Server:
@@ -78,71 +63,32 @@ class Server:
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.pg_name: str | None = None
-        self.process: subprocess.Popen[bytes] | None = None
 
     async def __aenter__(self) -> Server:
-        env = {
-            "SHOULI_CONFIG": str(ROOT / "config.yaml"),
-            "SHOULI_BROKER__PREFIX": f"benchweb{uuid.uuid4().hex[:8]}",
-            "SHOULI_BLOBS__PATH": str(self.workdir / "blobs"),
-            "SHOULI_LOGGING__LEVEL": "warning",
-            "SHOULI_LOGGING__FORMAT": "json",
-            "SHOULI_HTTP__PORT": str(self.port),
-            "SHOULI_ORGANISATION__PUBLIC_URL": self.url,
-            "SHOULI_WEB__RATE_LIMITS__SUBMISSIONS__REQUESTS": "100000000",
-            "SHOULI_WEB__CSRF_SECRET_ENV": "SHOULI_BENCH_CSRF_SECRET",
-            "SHOULI_BENCH_CSRF_SECRET": "bench-secret",
-        }
-        if "email" in Settings.model_fields:
-            # The SMTP listener's fixed default port would clash with another running serve.
-            env["SHOULI_EMAIL__SMTP__PORT"] = str(free_port())
-        if self.mode == "embedded":
-            env["SHOULI_DATABASE__URL"] = f"sqlite+aiosqlite:///{self.workdir}/bench.db"
-        else:
-            base = make_url(PG_URL)
-            self.pg_name = f"shouli_benchweb_{uuid.uuid4().hex[:8]}"
-            conn = await asyncpg.connect(
-                host=base.host, port=base.port, user=base.username, database=base.database
-            )
-            await conn.execute(f'CREATE DATABASE "{self.pg_name}"')
-            await conn.close()
-            env["SHOULI_DATABASE__URL"] = base.set(database=self.pg_name).render_as_string(
-                hide_password=False
-            )
-            env["SHOULI_BROKER__URL"] = AMQP_URL
-        self.settings = load_settings(ROOT / "config.yaml", environ=env)
-        self.process = start_serve(env, self.workdir)
-        deadline = time.monotonic() + 60
-        async with httpx.AsyncClient() as http:
-            while time.monotonic() < deadline:
-                try:
-                    if (await http.get(f"{self.url}/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.2)
-            else:
-                raise RuntimeError(f"serve did not become ready; see {self.workdir}/serve.log")
-        self.database = Database(self.settings.database)
-        await asyncio.sleep(2.0)  # the router's start-up (jieba dictionary) is not measured
+        async with AsyncExitStack() as stack:
+            extra = {
+                "SHOULI_HTTP__PORT": str(self.port),
+                "SHOULI_ORGANISATION__PUBLIC_URL": self.url,
+                "SHOULI_WEB__RATE_LIMITS__SUBMISSIONS__REQUESTS": "100000000",
+                "SHOULI_WEB__CSRF_SECRET_ENV": "SHOULI_BENCH_CSRF_SECRET",
+                "SHOULI_BENCH_CSRF_SECRET": "bench-secret",
+            }
+            if "email" in Settings.model_fields:
+                # The SMTP listener's fixed default port would clash with another running serve.
+                extra["SHOULI_EMAIL__SMTP__PORT"] = str(free_port())
+            env = await stack.enter_async_context(bench_store(self.mode, self.workdir, **extra))
+            self.settings = load_settings(CONFIG, environ=env)
+            process = start_shouli("serve", env=env, workdir=self.workdir, log="serve.log")
+            stack.callback(stop, process)
+            await wait_ready(self.url, process=process, log=self.workdir / "serve.log")
+            self.database = Database(self.settings.database)
+            stack.push_async_callback(self.database.close)
+            await asyncio.sleep(2.0)  # the router's start-up (jieba dictionary) is not measured
+            self._exit = stack.pop_all()
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
-        await self.database.close()
-        if self.process is not None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        if self.pg_name:
-            base = make_url(PG_URL)
-            conn = await asyncpg.connect(
-                host=base.host, port=base.port, user=base.username, database=base.database
-            )
-            await conn.execute(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
-            await conn.close()
+        await self._exit.aclose()
 
     async def tickets(self) -> int:
         async with self.database.sessions() as session:
@@ -156,12 +102,7 @@ class Server:
             rows = await session.execute(
                 select(Ticket.received_at, Ticket.created_at).where(Ticket.channel == "web")  # type: ignore[arg-type]
             )
-            out = []
-            for received, created in rows:
-                received = received if received.tzinfo else received.replace(tzinfo=UTC)
-                created = created if created.tzinfo else created.replace(tzinfo=UTC)
-                out.append((created - received).total_seconds())
-            return out
+            return commit_seconds(rows)
 
 
 async def run(mode: str, n: int, concurrency: int, size: int) -> None:
@@ -232,9 +173,7 @@ async def run(mode: str, n: int, concurrency: int, size: int) -> None:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--n", type=int, default=200, help="complaints per mode")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--size", type=int, default=1024 * 1024, help="attachment bytes")
