@@ -14,5 +14,15 @@ class QueueNames:
         """Ticket drafts from every channel, consumed by the router."""
         return f"{self.prefix}.drafts"
 
+    @property
+    def notifications(self) -> str:
+        """Dead notifications put back by ``shouli dead-letters replay`` (the notify worker)."""
+        return f"{self.prefix}.notifications"
+
+    @property
+    def referral_replies(self) -> str:
+        """Dead referral replies put back by ``shouli dead-letters replay``."""
+        return f"{self.prefix}.referral-replies"
+
     def all(self) -> tuple[str, ...]:
-        return (self.drafts,)
+        return (self.drafts, self.notifications, self.referral_replies)

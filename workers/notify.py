@@ -34,6 +34,7 @@ from channels.email.acknowledgement import TicketFacts, acknowledgement, urge_no
 from channels.email.outbound import Delivery, send_mail
 from channels.email.settings import OutboundSmtp
 from channels.web.progress import issue_link
+from ingest.queues import QueueNames
 from ingest.runtime import Runtime
 from store.db import TRANSIENT_DB_ERRORS
 from store.models import Ticket
@@ -56,7 +57,7 @@ _MAX_PAUSE_SECONDS = 60.0
 
 def notifications_queue(prefix: str) -> str:
     """Where ``shouli dead-letters replay`` puts a dead notification back."""
-    return f"{prefix}.notifications"
+    return QueueNames(prefix).notifications
 
 
 @dataclass

@@ -43,6 +43,7 @@ from channels.referral.outbox import (
 )
 from channels.referral.sender import SendOutcome, send_reply
 from channels.referral.signature import forget_signatures, replay_window
+from ingest.queues import QueueNames
 from ingest.runtime import Runtime
 from workers.steps import Steps
 
@@ -53,7 +54,7 @@ _SEND_CONCURRENCY = 8
 
 def replies_queue(prefix: str) -> str:
     """Where ``shouli dead-letters replay`` puts a dead reply back (its dead letter's queue)."""
-    return f"{prefix}.referral-replies"
+    return QueueNames(prefix).referral_replies
 
 
 @dataclass
