@@ -178,8 +178,8 @@ referrals:
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert (
-        "referrals.sources.0.liaison_department: unknown department 'nowhere' (known: office, discipline)"
-        in lines
+        "referrals.sources.0.liaison_department: "
+        "unknown department 'nowhere' (known: office, discipline)" in lines
     )
     assert "referrals.sources.0: give secret_env (preferred) or secret" in lines
     assert (
@@ -193,6 +193,6 @@ referrals:
     )
     assert "referrals.mappings.m.categories.水: unknown category 'water' (known: other)" in lines
     assert (
-        "referrals.mappings.m.departments.某部: unknown department 'nowhere' (known: office, discipline)"
-        in lines
+        "referrals.mappings.m.departments.某部: "
+        "unknown department 'nowhere' (known: office, discipline)" in lines
     )
