@@ -688,3 +688,11 @@ def _find_spans(text: str, default_region: str, strict: bool) -> list[tuple[int,
         if not chosen or item[0] >= chosen[-1][1]:
             chosen.append(item)
     return chosen
+
+
+def known_region(value: str) -> str:
+    """A config's default region: an ISO code phonenumbers knows (the settings validator)."""
+    value = value.upper()
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"unknown region {value!r}; use an ISO code such as CN or HK")
+    return value

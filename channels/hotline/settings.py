@@ -14,9 +14,9 @@ from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ingest.phone import known_region
 from ingest.references import KnownKeys
 from router.timelimit import TimeLimit, TimeUnit
 
@@ -206,13 +206,7 @@ class HotlineSettings(_Section):
     repeats: RepeatSettings = RepeatSettings()
     import_batch_size: int = Field(default=500, ge=1, le=5000)
 
-    @field_validator("default_region")
-    @classmethod
-    def _known_region(cls, value: str) -> str:
-        value = value.upper()
-        if value not in phonenumbers.SUPPORTED_REGIONS:
-            raise ValueError(f"unknown region {value!r}; use an ISO code such as CN or HK")
-        return value
+    _known_region = field_validator("default_region")(known_region)
 
     @field_validator("vendors")
     @classmethod

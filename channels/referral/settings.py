@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ingest.phone import known_region
 from ingest.references import KnownKeys
 
 
@@ -416,13 +416,7 @@ class ReferralSettings(_Section):
             cleaned[key] = record.strip()
         return cleaned
 
-    @field_validator("default_region")
-    @classmethod
-    def _known_region(cls, value: str) -> str:
-        value = value.upper()
-        if value not in phonenumbers.SUPPORTED_REGIONS:
-            raise ValueError(f"unknown region {value!r}; use an ISO code such as CN or HK")
-        return value
+    _known_region = field_validator("default_region")(known_region)
 
     @field_validator("mappings")
     @classmethod
