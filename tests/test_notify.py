@@ -29,6 +29,7 @@ from structlog.testing import capture_logs
 from channels.email.settings import OutboundSmtp, OutboundTls, OutboxSettings
 from channels.web.i18n import format_when
 from ingest.draft import Channel, MailThread, TicketDraft
+from ingest.queues import QueueNames
 from ingest.runtime import Runtime
 from ingest.settings import DatabaseSettings
 from store.db import Database
@@ -39,7 +40,7 @@ from store.tickets import NewTicket, find_ticket, ticket_json
 from tests.stack import Stack, make_draft
 from tests.test_web_support import client as web_client
 from tests.test_web_support import complaint_fields
-from workers.notify import NotifyWorker, notifications_queue
+from workers.notify import NotifyWorker
 
 STAFF = {"Authorization": "Bearer dev-staff-token-change-me"}
 SENDER = "noreply@water.example.cn"
@@ -133,11 +134,6 @@ def with_email(runtime: Runtime, **changes: Any) -> Runtime:
 
 
 def notify_worker(stack: Stack, runtime: Runtime) -> NotifyWorker:
-    if stack.mode == "distributed":
-        from tests.support_rabbit import track_queue
-
-        prefix = stack.settings.broker.prefix
-        track_queue(prefix, notifications_queue(prefix))
     return NotifyWorker(runtime)
 
 
@@ -400,7 +396,7 @@ async def test_a_permanent_refusal_is_a_dead_letter_that_can_be_replayed(stack: 
         assert row.attempts == 1 and sink.data_commands == 1, "a 5xx is not retried"
         async with stack.rt.database.sessions() as session:
             (letter,) = (await session.execute(select(DeadLetter))).scalars().all()
-        assert letter.queue == notifications_queue(stack.settings.broker.prefix)
+        assert letter.queue == QueueNames(stack.settings.broker.prefix).notifications
         assert "550" in letter.reason and "zhang.san@" not in letter.reason
         ticket = await ticket_of(stack, number)
         (failed,) = events(ticket, "notification_failed")

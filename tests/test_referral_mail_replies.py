@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from channels.email.settings import OutboundSmtp, OutboundTls
 from channels.referral.settings import ReplyRoute, ReplySettings
+from ingest.queues import QueueNames
 from ingest.runtime import Runtime
 from store.models import DeadLetter
 from store.referral_models import ReferralOutbox
@@ -39,7 +40,7 @@ from tests.test_referral_support import (  # noqa: F401  (fixtures)
     source_changes,
     ticket_of,
 )
-from workers.referrals import ReferralsWorker, replies_queue
+from workers.referrals import ReferralsWorker
 
 FAST = ReplySettings(
     max_attempts=4, retry_base_seconds=0.05, retry_max_seconds=0.2, timeout_seconds=5
@@ -247,7 +248,7 @@ async def test_a_mail_reply_refused_with_550_is_a_dead_letter_at_once(stack: Sta
     assert "550" in gave_up["detail"]["reason"]
     async with stack.rt.database.sessions() as session:
         (letter,) = (await session.execute(select(DeadLetter))).scalars().all()
-    assert letter.queue == replies_queue(stack.settings.broker.prefix)
+    assert letter.queue == QueueNames(stack.settings.broker.prefix).referral_replies
 
 
 async def test_a_mail_server_that_is_down_is_retried_not_dead(embedded_stack: Stack) -> None:

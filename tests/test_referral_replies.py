@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from channels.referral.settings import ReplySettings
 from channels.referral.signature import verify
+from ingest.queues import QueueNames
 from ingest.runtime import Runtime
 from store.models import DeadLetter
 from store.referral_models import ReferralOutbox
@@ -34,7 +35,7 @@ from tests.test_referral_support import (  # noqa: F401  (fixtures)
     source_changes,
     ticket_of,
 )
-from workers.referrals import ReferralsWorker, replies_queue
+from workers.referrals import ReferralsWorker
 
 FAST = ReplySettings(
     max_attempts=4, retry_base_seconds=0.05, retry_max_seconds=0.2, timeout_seconds=5
@@ -156,7 +157,7 @@ async def test_a_reply_never_accepted_becomes_a_dead_letter_and_can_be_replayed(
             assert "HTTP 500" in gave_up["detail"]["reason"]
             async with stack.rt.database.sessions() as session:
                 (letter,) = (await session.execute(select(DeadLetter))).scalars().all()
-            assert letter.queue == replies_queue(stack.settings.broker.prefix)
+            assert letter.queue == QueueNames(stack.settings.broker.prefix).referral_replies
             assert letter.id == gave_up["detail"]["dead_letter_id"]
 
             # The operator's tools: listed with its reason, replayed once the receiver works.

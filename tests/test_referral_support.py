@@ -21,7 +21,7 @@ from ingest.http import create_app
 from ingest.runtime import Runtime
 from store.tickets import find_ticket, ticket_json
 from tests.stack import Stack
-from workers.referrals import ReferralsWorker, replies_queue
+from workers.referrals import ReferralsWorker
 
 FIXTURES = Path(__file__).parent / "fixtures" / "referrals"
 SECRETS = {
@@ -190,10 +190,6 @@ async def embedded_client(embedded_stack: Stack) -> AsyncIterator[httpx.AsyncCli
 
 
 def referrals_worker(stack: Stack, runtime: Runtime | None = None) -> ReferralsWorker:
-    """The referrals worker on this stack; on RabbitMQ its replay queue is cleaned up after."""
-    if stack.mode == "distributed":
-        from tests.support_rabbit import track_queue
-
-        prefix = stack.settings.broker.prefix
-        track_queue(prefix, replies_queue(prefix))
+    """The referrals worker on this stack (its replay queue is one of QueueNames.all(), which
+    the stack removes afterwards)."""
     return ReferralsWorker(runtime or stack.rt)

@@ -55,11 +55,6 @@ _SEND_CONCURRENCY = 8
 _MAX_PAUSE_SECONDS = 60.0
 
 
-def notifications_queue(prefix: str) -> str:
-    """Where ``shouli dead-letters replay`` puts a dead notification back."""
-    return QueueNames(prefix).notifications
-
-
 @dataclass
 class Sweep:
     urges_queued: int = 0
@@ -92,7 +87,7 @@ class NotifyWorker:
         self._outbox = runtime.settings.email.outbox
         self._clock = clock
         self._environ = environ
-        self._queue_name = notifications_queue(runtime.settings.broker.prefix)
+        self._queue_name = QueueNames(runtime.settings.broker.prefix).notifications
         self._after_event: int | None = None
         self._prepared = False
         self._unrecorded: list[_Outcome] = []

@@ -52,11 +52,6 @@ _CLEANUP_SECONDS = 60.0
 _SEND_CONCURRENCY = 8
 
 
-def replies_queue(prefix: str) -> str:
-    """Where ``shouli dead-letters replay`` puts a dead reply back (its dead letter's queue)."""
-    return QueueNames(prefix).referral_replies
-
-
 @dataclass
 class Sweep:
     registered: int = 0
@@ -85,7 +80,7 @@ class ReferralsWorker:
         self._clock = clock
         self._client = client
         self._owns_client = client is None
-        self._queue_name = replies_queue(runtime.settings.broker.prefix)
+        self._queue_name = QueueNames(runtime.settings.broker.prefix).referral_replies
         intake = ReferralIntake(runtime, clock=clock)
         self._folders = [
             DropFolder(source, intake, min_age_seconds=self._settings.drop_folder_min_age_seconds)
