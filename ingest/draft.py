@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ingest.storable import Storable
 
 DRAFT_SCHEMA_VERSION: Final = 1
 
@@ -161,6 +163,21 @@ class TicketDraft(_Frozen):
     )
 
     _utc_times = field_validator("received_at", "incident_at")(_as_utc)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        # Every channel's text passes here, so this is the one place that guarantees both
+        # databases take it: PostgreSQL refuses NUL and UTF-8 refuses lone surrogates, and a
+        # refused row after a success answer would be a lost complaint.
+        if not isinstance(data, dict):
+            return data
+        cleaned = Storable.clean(data)
+        if not cleaned.changed:
+            return data
+        value = dict(cleaned.value)
+        value["notes"] = (*tuple(value.get("notes") or ()), cleaned.note())
+        return value
 
     @field_validator("source_key")
     @classmethod
