@@ -194,6 +194,9 @@ class Submissions:
                 attachments=attachments,
                 raw_sha256=raw_sha256,
             )
+        if form.notes:
+            # How the form's bytes were decoded (field and codec names only, never the text).
+            draft = draft.model_copy(update={"notes": (*draft.notes, *form.notes)})
         repeat: WebAccepted | None = None
         if which == "complaint" and can_repeat(draft):
             # The repeat rule (重复投诉) decides with the reservation, in one transaction.

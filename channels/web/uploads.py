@@ -31,13 +31,14 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from channels.web import sniff
+from channels.web.charset import CHARSET_FIELD, TextKey, declared_charset, decode_form_texts
 from channels.web.names import safe_filename
 from channels.web.settings import WebSettings
 
@@ -64,6 +65,7 @@ class Upload:
     original_name: str
     declared_type: str
     index: int
+    raw_name: bytes = b""  # decoded into original_name once the form's charset is known
     size: int = 0
     kind: str | None = None
     problem: str | None = None  # type, too_large, total, count, empty
@@ -149,6 +151,20 @@ def _read_all(handle: BinaryIO) -> bytes:
 class ReceivedForm:
     fields: dict[str, str] = field(default_factory=dict)
     uploads: list[Upload] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # charset decisions, for the ticket
+
+    def decode(self, raw_fields: dict[str, bytes], charset: bytes | None) -> None:
+        """Fill ``fields`` (and the file names) from the received bytes.
+
+        Only at the end: ``_charset_`` may come after the fields it speaks for.
+        """
+        label = declared_charset(raw_fields.get(CHARSET_FIELD), charset)
+        raw: dict[TextKey, bytes] = {name: data for name, data in raw_fields.items()}
+        raw.update((upload.index, upload.raw_name) for upload in self.uploads)
+        texts, self.notes = decode_form_texts(raw, label)
+        self.fields = {name: texts[name] for name in raw_fields}
+        for upload in self.uploads:
+            upload.original_name = texts[upload.index]
 
     def get(self, name: str) -> str:
         return self.fields.get(name, "")
@@ -177,6 +193,7 @@ class _FormReader:
     def __init__(self, settings: WebSettings) -> None:
         self.settings = settings
         self.form = ReceivedForm()
+        self.raw_fields: dict[str, bytes] = {}
         self.events: list[tuple[str, bytes]] = []
         self.parts = 0
         self.field_bytes = 0
@@ -240,6 +257,7 @@ class _FormReader:
         filename = options.get(b"filename")
         if filename is None:
             return
+        # Decoded for now (the checks below); ReceivedForm.decode decides in the end.
         original = filename.decode("utf-8", "replace")
         if part.name != EVIDENCE_FIELD or not original:
             # A browser sends an empty file part when no file was chosen; files in other
@@ -249,6 +267,7 @@ class _FormReader:
         upload = Upload(
             form_field=part.name,
             original_name=original,
+            raw_name=filename,
             declared_type=part.headers.get("content-type", b"").decode("latin-1")[:200],
             index=len(self.form.uploads) + 1,
         )
@@ -299,9 +318,9 @@ class _FormReader:
     async def _end_part(self, part: _Part) -> None:
         upload = part.upload
         if upload is None:
-            if part.name and not part.skip and part.name not in self.form.fields:
+            if part.name and not part.skip and part.name not in self.raw_fields:
                 # The first value of a repeated name counts, as for a query string.
-                self.form.fields[part.name] = part.value.decode("utf-8", "replace")
+                self.raw_fields[part.name] = bytes(part.value)
             return
         if not upload.kept:
             return
@@ -325,6 +344,7 @@ async def receive_form(request: Request, settings: WebSettings) -> ReceivedForm:
     files are left on the :class:`Upload` objects for the caller to report beside the field.
     """
     media, options = parse_options_header(request.headers.get("content-type", ""))
+    charset = options.get(b"charset")
     declared = _declared_length(request)
     limit = settings.max_request_size
     stream = request.stream().__aiter__()
@@ -335,7 +355,7 @@ async def receive_form(request: Request, settings: WebSettings) -> ReceivedForm:
     try:
         async with asyncio.timeout(settings.upload_timeout_seconds):
             if media == b"application/x-www-form-urlencoded":
-                return await _read_urlencoded(stream, settings)
+                return await _read_urlencoded(stream, settings, charset)
             if media != b"multipart/form-data":
                 raise FormReadError(
                     415,
@@ -346,7 +366,7 @@ async def receive_form(request: Request, settings: WebSettings) -> ReceivedForm:
             boundary = options.get(b"boundary")
             if not boundary:
                 raise FormReadError(400, "bad_form", "multipart/form-data needs a boundary")
-            return await _read_multipart(stream, boundary, settings, declared)
+            return await _read_multipart(stream, boundary, settings, declared, charset)
     except TimeoutError as exc:
         raise FormReadError(408, "timeout", "the form took too long to arrive") from exc
     except ClientDisconnect as exc:
@@ -354,7 +374,11 @@ async def receive_form(request: Request, settings: WebSettings) -> ReceivedForm:
 
 
 async def _read_multipart(
-    stream: AsyncIterator[bytes], boundary: bytes, settings: WebSettings, declared: int | None
+    stream: AsyncIterator[bytes],
+    boundary: bytes,
+    settings: WebSettings,
+    declared: int | None,
+    charset: bytes | None,
 ) -> ReceivedForm:
     reader = _FormReader(settings)
     parser = MultipartParser(boundary, reader.callbacks())  # type: ignore[arg-type]
@@ -378,22 +402,40 @@ async def _read_multipart(
             raise FormReadError(400, "bad_form", "the multipart body is malformed") from exc
         if not reader.ended:
             raise FormReadError(400, "bad_form", "the multipart body ended too early")
+        reader.form.decode(reader.raw_fields, charset)
     except BaseException:
         reader.form.close()
         raise
     return reader.form
 
 
-async def _read_urlencoded(stream: AsyncIterator[bytes], settings: WebSettings) -> ReceivedForm:
+async def _read_urlencoded(
+    stream: AsyncIterator[bytes], settings: WebSettings, charset: bytes | None
+) -> ReceivedForm:
     body = bytearray()
     async for chunk in stream:
         body += chunk
         if len(body) > settings.max_fields_size:
             raise FormReadError(413, "fields_too_large", "the text fields are too long")
     form = ReceivedForm()
-    for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
-        form.fields.setdefault(name, value)
+    form.decode(_urlencoded_bytes(bytes(body)), charset)
     return form
+
+
+def _urlencoded_bytes(body: bytes) -> dict[str, bytes]:
+    """Name -> value bytes, percent-decoded but not yet decoded as text (the charset decides).
+
+    Not ``parse_qsl``: it decodes the escapes as UTF-8 at once, turning GBK into U+FFFD.
+    """
+    fields: dict[str, bytes] = {}
+    for pair in body.split(b"&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition(b"=")
+        key = unquote_to_bytes(name.replace(b"+", b" ")).decode("utf-8", "replace")
+        # The first value of a repeated name counts, as for a query string.
+        fields.setdefault(key, unquote_to_bytes(value.replace(b"+", b" ")))
+    return fields
 
 
 async def _drain(stream: AsyncIterator[bytes], budget: int) -> None:
