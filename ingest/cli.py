@@ -14,7 +14,7 @@ import click
 from pydantic import ValidationError
 
 from channels.hotline.cli import import_calls
-from ingest.settings import ConfigError, Settings, load_settings
+from ingest.settings import ConfigError, ConfigNotFound, Settings, load_settings
 
 T = TypeVar("T")
 EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL: try again later
@@ -33,6 +33,9 @@ def settings_or_exit(config_path: Path | None) -> Settings:
     """The settings, logging configured; every config problem printed and exit 1."""
     try:
         settings = load_settings(config_path)
+    except ConfigNotFound as exc:
+        click.echo(exc.message, err=True)
+        sys.exit(1)
     except ConfigError as exc:
         for path, message in exc.problems:
             click.echo(f"{path}: {message}", err=True)

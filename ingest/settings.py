@@ -37,6 +37,20 @@ class ConfigError(Exception):
         super().__init__("\n".join(f"{path}: {message}" for path, message in problems))
 
 
+class ConfigNotFound(ConfigError):
+    """No config file where we looked: the embedded defaults alone describe no organisation,
+    so running on them would only fail later with a puzzling message."""
+
+    def __init__(self, path: Path, source: str) -> None:
+        self.path = path
+        looked_in = path.absolute()
+        self.message = (
+            f"{path.name} not found (looked in {looked_in}, {source});"
+            " give the file with -c FILE or SHOULI_CONFIG"
+        )
+        super().__init__([(str(path), f"file not found (looked in {looked_in}, {source})")])
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -360,25 +374,35 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
+def _config_path(path: str | Path | None, environ: Mapping[str, str]) -> tuple[Path, str]:
+    """The file to read and where its name came from (for the message when it is missing)."""
+    if path:
+        return Path(path), "given with -c"
+    if environ.get("SHOULI_CONFIG"):
+        return Path(environ["SHOULI_CONFIG"]), "named by SHOULI_CONFIG"
+    return Path(DEFAULT_CONFIG), "the current directory"
+
+
+def _read_config(config_path: Path, source: str) -> dict[str, Any]:
+    if not config_path.is_file():
+        raise ConfigNotFound(config_path, source)
+    try:
+        loaded = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        raise ConfigError([(str(config_path), f"not valid YAML at {where}")]) from exc
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError([(str(config_path), "the top level must be a mapping of sections")])
+    return loaded or {}
+
+
 def load_settings(
     path: str | Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Read, merge and validate the configuration; raise :class:`ConfigError` on any problem."""
     environ = os.environ if environ is None else environ
-    config_path = Path(path or environ.get("SHOULI_CONFIG") or DEFAULT_CONFIG)
-    data: dict[str, Any] = {}
-    if config_path.exists():
-        try:
-            loaded = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
-            raise ConfigError([(str(config_path), f"not valid YAML at {where}")]) from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError([(str(config_path), "the top level must be a mapping of sections")])
-        data = loaded or {}
-    elif path is not None:
-        raise ConfigError([(str(config_path), "file not found")])
+    data = _read_config(*_config_path(path, environ))
     _apply_env(data, environ)
     try:
         settings = Settings.model_validate(data)
