@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -27,7 +27,8 @@ class StoreUnavailable(Exception):
     """The database did not answer or refused the work; the caller should retry later."""
 
 
-# Errors that mean "the store is not there right now", as opposed to a bug or bad data.
+# Every error the store can raise. An edge answers "try again later" to any of them (it has
+# nowhere to keep the item); a worker asks :func:`is_outage` whether to retry or dead-letter.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
     DBAPIError,
@@ -35,6 +36,48 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+
+# SQLSTATE classes that mean the server, not the statement, failed: connection exceptions,
+# transaction rollbacks (serialization failure, deadlock), insufficient resources (disk full),
+# operator intervention (shutdown, restart), system errors (I/O). Data (22) and integrity (23)
+# errors, and everything else, would fail again the same way.
+_OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+_OUTAGE_SQLSTATES = frozenset({"55P03"})  # lock_not_available
+_OUTAGE_WORDS = ("connect", "closed", "timeout", "terminat", "shutdown", "refused", "locked")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when ``exc`` means the store is not there right now (retry later); False when
+    the work itself is refused (integrity, data, a statement that will fail again)."""
+    if isinstance(exc, IntegrityError):
+        return False
+    if isinstance(exc, OSError | ConnectionError | TimeoutError | StoreUnavailable):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return True
+    state = _sqlstate(exc)
+    if state is not None:
+        return state[:2] in _OUTAGE_SQLSTATE_CLASSES or state in _OUTAGE_SQLSTATES
+    if isinstance(exc.orig, OSError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, OperationalError):
+        # SQLite says "database is locked", "disk I/O error", "database or disk is full".
+        return True
+    orig = exc.orig
+    cause = getattr(orig, "__cause__", None)
+    text = f"{type(orig).__name__} {type(cause).__name__} {orig}".lower()
+    return any(word in text for word in _OUTAGE_WORDS)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    """The PostgreSQL error code, wherever the driver adapter keeps it."""
+    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str) and len(code) == 5:
+            return code
+    return None
 
 
 class Database:

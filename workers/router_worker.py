@@ -31,7 +31,7 @@ from router.complete import deadline_for, decision_events
 from router.mail_threads import Placed, place_mail
 from router.repeats import RepeatFinder, apply_repeat_rule
 from router.rules import Router
-from store.db import TRANSIENT_DB_ERRORS, Database
+from store.db import TRANSIENT_DB_ERRORS, Database, is_outage
 from store.notifications import queue_acknowledgements
 from store.numbering import allocate_numbers, period_of
 from store.tickets import NewTicket, existing_numbers, insert_tickets
@@ -154,30 +154,37 @@ class RouterWorker:
         )
 
     async def _store(self, routed: list[_Routed]) -> dict[int, Outcome]:
+        """Write the batch; an outage retries it whole, anything else is isolated item by
+        item so that only the draft the store refuses is dead-lettered (at once: it would be
+        refused again), with the store's reason."""
         try:
             return await self._write(routed)
-        except TRANSIENT_DB_ERRORS as exc:
-            if len(routed) == 1 or _is_outage(exc):
+        except Exception as exc:
+            if is_outage(exc):
                 return {r.index: Retry(f"store unavailable: {type(exc).__name__}") for r in routed}
-        except Exception:
             if len(routed) == 1:
-                raise
-        # Something in the batch broke the transaction: isolate it.
+                return {routed[0].index: self._refused(routed[0], exc)}
         outcomes: dict[int, Outcome] = {}
         for item in routed:
             try:
                 outcomes.update(await self._write([item]))
-            except TRANSIENT_DB_ERRORS as exc:
-                if _is_outage(exc):
-                    outcomes[item.index] = Retry(f"store unavailable: {type(exc).__name__}")
-                else:
-                    outcomes[item.index] = Reject(
-                        f"could not be stored: {type(exc).__name__}: {exc}"
-                    )
             except Exception as exc:
-                log.exception("ticket_store_failed", source_key=item.draft.source_key)
-                outcomes[item.index] = Reject(f"could not be stored: {type(exc).__name__}: {exc}")
+                outcomes[item.index] = (
+                    Retry(f"store unavailable: {type(exc).__name__}")
+                    if is_outage(exc)
+                    else self._refused(item, exc)
+                )
         return outcomes
+
+    @staticmethod
+    def _refused(item: _Routed, exc: Exception) -> Reject:
+        log.error(
+            "ticket_refused_by_store", source_key=item.draft.source_key, error=type(exc).__name__
+        )
+        # The store's own message names the constraint or the bad value, never the text
+        # (drafts are made storable before they are queued); cut to keep the row small.
+        detail = str(getattr(exc, "orig", exc)).splitlines()[0][:500]
+        return Reject(f"could not be stored: {type(exc).__name__}: {detail}")
 
     async def _write(self, routed: list[_Routed]) -> dict[int, Outcome]:
         now = self._clock()
@@ -274,28 +281,6 @@ class _Written:
     created: list[NewTicket] = field(default_factory=list)
     duplicates: list[tuple[_Routed, str]] = field(default_factory=list)
     placed: list[tuple[_Routed, Placed]] = field(default_factory=list)
-
-
-def _is_outage(exc: BaseException) -> bool:
-    """Connection-level failures; an IntegrityError or a bad value is not an outage."""
-    from sqlalchemy.exc import DBAPIError, IntegrityError
-
-    if isinstance(exc, IntegrityError):
-        return False
-    if isinstance(exc, DBAPIError):
-        return (
-            bool(exc.connection_invalidated)
-            or "locked" in str(exc).lower()
-            or _looks_like_connection_error(exc)
-        )
-    return True
-
-
-def _looks_like_connection_error(exc: BaseException) -> bool:
-    text = f"{type(exc.__cause__).__name__} {exc}".lower()
-    return any(
-        word in text for word in ("connect", "closed", "timeout", "terminat", "shutdown", "refused")
-    )
 
 
 def _summarise(exc: ValidationError) -> str:
