@@ -19,7 +19,6 @@ not turn into a second copy of the mail once the lease runs out.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,7 +35,7 @@ from channels.email.settings import OutboundSmtp
 from channels.web.progress import issue_link
 from ingest.queues import QueueNames
 from ingest.runtime import Runtime
-from store.db import TRANSIENT_DB_ERRORS
+from store.db import is_outage
 from store.models import Ticket
 from store.notification_models import NotificationKind
 from store.notifications import (
@@ -48,6 +47,8 @@ from store.notifications import (
     replay,
 )
 from store.tickets import as_utc
+from workers.replays import take_replays
+from workers.settle import settler_of
 from workers.steps import Steps
 
 log = structlog.get_logger(__name__)
@@ -92,6 +93,7 @@ class NotifyWorker:
         self._prepared = False
         self._unrecorded: list[_Outcome] = []
         self._steps = Steps(self.name, log)
+        self._settler = settler_of(runtime)
         self._told_unconfigured = False
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -147,20 +149,20 @@ class NotifyWorker:
     async def _take_replays(self, report: Sweep) -> None:
         if not self._prepared:
             return
-        queue = self._runtime.queue
-        for delivery in await queue.receive(self._queue_name, 50, timeout=0.01):
-            try:
-                notification_id = int(json.loads(delivery.body)["notification_id"])
-            except (ValueError, KeyError, TypeError):
-                log.error("notification_replay_unreadable", message_id=delivery.message_id)
-            else:
-                now = self._clock()
-                if await self._runtime.database.write(
-                    partial(replay, notification_id=notification_id, now=now)
-                ):
-                    report.replayed += 1
-                    log.info("notification_replayed", notification_id=notification_id)
-            await queue.ack([delivery])
+
+        async def again(notification_id: int) -> bool:
+            now = self._clock()
+            return await self._runtime.database.write(
+                partial(replay, notification_id=notification_id, now=now)
+            )
+
+        report.replayed = await take_replays(
+            self._runtime.queue,
+            self._queue_name,
+            self._settler,
+            key="notification_id",
+            replay=again,
+        )
 
     async def _deliver(self, report: Sweep) -> None:
         await self._record_unrecorded(report)
@@ -196,9 +198,9 @@ class NotifyWorker:
     async def _send(self, due: DueNotification, server: OutboundSmtp) -> Delivery:
         try:
             message = await self._render(due, server)
-        except TRANSIENT_DB_ERRORS:
-            raise
         except Exception as exc:
+            if is_outage(exc):
+                raise
             # A row that cannot be rendered will not render next time either: counts as a
             # permanent failure (dead letter with the reason) instead of blocking the outbox.
             log.exception("notification_render_failed", notification_id=due.id)

@@ -19,7 +19,6 @@ is logged and tried again at the next sweep.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -45,6 +44,8 @@ from channels.referral.sender import SendOutcome, send_reply
 from channels.referral.signature import forget_signatures, replay_window
 from ingest.queues import QueueNames
 from ingest.runtime import Runtime
+from workers.replays import take_replays
+from workers.settle import settler_of
 from workers.steps import Steps
 
 log = structlog.get_logger(__name__)
@@ -91,6 +92,7 @@ class ReferralsWorker:
         self._next_cleanup = 0.0
         self._prepared = False
         self._steps = Steps(self.name, log)
+        self._settler = settler_of(runtime)
 
     async def run(self, stopping: asyncio.Event) -> None:
         log.info(
@@ -243,19 +245,11 @@ class ReferralsWorker:
     async def _take_replays(self, report: Sweep) -> None:
         if not self._prepared:
             return
-        queue = self._runtime.queue
-        deliveries = await queue.receive(self._queue_name, 50, timeout=0.01)
-        replayed = 0
-        for delivery in deliveries:
-            try:
-                outbox_id = int(json.loads(delivery.body)["outbox_id"])
-            except (ValueError, KeyError, TypeError):
-                log.error("referral_replay_unreadable", message_id=delivery.message_id)
-                await queue.ack([delivery])
-                continue
+
+        async def again(outbox_id: int) -> bool:
             now = self._clock()
-            if await self._runtime.database.write(partial(replay, outbox_id=outbox_id, now=now)):
-                replayed += 1
-                log.info("referral_reply_replayed", outbox_id=outbox_id)
-            await queue.ack([delivery])
-        report.replayed = replayed
+            return await self._runtime.database.write(partial(replay, outbox_id=outbox_id, now=now))
+
+        report.replayed = await take_replays(
+            self._runtime.queue, self._queue_name, self._settler, key="outbox_id", replay=again
+        )

@@ -16,6 +16,7 @@ import structlog
 
 from ingest.backoff import backoff_seconds
 from ingest.queue import Delivery, Outgoing, QueueBackend, QueueUnavailable
+from ingest.runtime import Runtime
 from ingest.settings import WorkerSettings
 from store.db import TRANSIENT_DB_ERRORS, Database
 from store.dead_letters import add_dead_letter
@@ -134,3 +135,13 @@ class Settler:
             if self._on_dead_letter is not None:
                 self._on_dead_letter(message.queue)
         return len(expired)
+
+
+def settler_of(runtime: Runtime) -> Settler:
+    """The settle point of a worker that consumes one of ``runtime``'s queues."""
+    return Settler(
+        runtime.queue,
+        runtime.database,
+        runtime.settings.worker,
+        on_dead_letter=lambda q: runtime.metrics.dead_letters.labels(queue=q).inc(),
+    )

@@ -9,9 +9,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ingest.queue import QueueUnavailable
-from store.db import TRANSIENT_DB_ERRORS
+from store.db import is_outage
 
-RETRYABLE: tuple[type[BaseException], ...] = (QueueUnavailable, *TRANSIENT_DB_ERRORS)
 R = TypeVar("R")
 
 
@@ -49,7 +48,7 @@ class Steps:
         self._failing[step] = error
         if known:
             return
-        if isinstance(exc, RETRYABLE):
+        if isinstance(exc, QueueUnavailable) or is_outage(exc):
             self._log.error(f"{self._worker}_dependency_unavailable", step=step, error=error)
         else:
             self._log.exception(f"{self._worker}_step_failed", step=step, error=error)
