@@ -61,7 +61,19 @@ class OrganisationSettings(_Section):
     hotline: str = "96116"
     timezone: str = "Asia/Shanghai"
     number_prefix: str = Field(default="TS", pattern=r"^[A-Z]{1,6}$")
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = Field(
+        default="",
+        description="base of links sent to complainants; empty: the HTTP listener's address "
+        "(Settings.public_base_url)",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("use an http:// or https:// URL, or leave it empty")
+        return value
 
 
 class DatabaseSettings(_Section):
@@ -130,6 +142,17 @@ class BlobSettings(_Section):
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+
+
+# Where to listen is not where to connect: a link to "every address" names the loopback.
+_WILDCARD_HOSTS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def _listening_url(http: HttpSettings) -> str:
+    host = _WILDCARD_HOSTS.get(http.host.strip(), http.host.strip())
+    if ":" in host:  # an IPv6 address goes in brackets in a URL (RFC 3986 §3.2.2)
+        host = f"[{host}]"
+    return f"http://{host}:{http.port}"
 
 
 class LogFormat(StrEnum):
@@ -264,6 +287,13 @@ class Settings(_Section):
     referrals: ReferralSettings = ReferralSettings()
     web: WebSettings = WebSettings()
     email: EmailSettings = EmailSettings()
+
+    @property
+    def public_base_url(self) -> str:
+        """The base of links sent to complainants (progress pages), without a trailing slash:
+        ``organisation.public_url``, else this instance's own HTTP listener, so a second
+        instance on another port never links to the first one."""
+        return self.organisation.public_url.rstrip("/") or _listening_url(self.http)
 
     def department(self, key: str) -> Department:
         for department in self.departments:

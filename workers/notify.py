@@ -211,7 +211,7 @@ class NotifyWorker:
         now = self._clock()
         settings = self._settings
         if due.kind == NotificationKind.ACKNOWLEDGEMENT:
-            base = settings.organisation.public_url.rstrip("/")
+            base = settings.public_base_url
             facts, token = await self._runtime.database.write(
                 lambda conn: _ticket_facts(conn, due, now)
             )

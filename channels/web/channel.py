@@ -59,7 +59,7 @@ class WebChannel:
         self.csrf = CsrfGuard(secret, self.web.form_max_age_hours * 3600)
         self.submissions = SlidingWindowLimiter(self.web.rate_limits.submissions)
         self.inquiries = SlidingWindowLimiter(self.web.rate_limits.inquiries)
-        self.public_origin = origin_of(self.settings.organisation.public_url)
+        self.public_origin = origin_of(self.settings.public_base_url)
         self.secure_cookie = self.public_origin.startswith("https://")
 
     # --- page -----------------------------------------------------------------------------

@@ -208,11 +208,7 @@ class Submissions:
         token = await self.runtime.database.write(
             lambda conn: issue_link(conn, number=accepted.number, contact=canonical, now=now)
         )
-        progress_url = (
-            f"{self.settings.organisation.public_url.rstrip('/')}/progress/{token}"
-            if token
-            else None
-        )
+        progress_url = f"{self.settings.public_base_url}/progress/{token}" if token else None
         log.info(
             "web_submission_accepted",
             form=which,
