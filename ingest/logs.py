@@ -3,7 +3,9 @@ email address or complaint text.
 
 Redaction is a processor, so it applies to every line whatever the call site passed:
 known personal fields are masked by name, and any phone- or address-shaped text in any
-other string value is masked by pattern.
+other string value is masked by pattern. Libraries' stdlib records (uvicorn, aiosmtpd's
+``mail.log``, aio-pika, ...) are rendered by the same processors on the one root handler, so
+the process writes one stream and their %-formatted messages are masked as text too.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from types import TracebackType
+from typing import Any, TextIO
+from urllib.parse import quote_plus, unquote_plus
 
 import structlog
 
@@ -39,9 +43,29 @@ def _mask_digits(match: re.Match[str]) -> str:
     return f"{digits[:3]}****{digits[-2:]}"
 
 
-def redact_text(value: str) -> str:
+def _mask_plain(value: str) -> str:
     value = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", value)
     return _DIGITS.sub(_mask_digits, value)
+
+
+# A query value in a URL a library logs (httpx: "GET http://h/p?contact=%2B86+138+1234+5678"):
+# percent-encoding and + for space hide an address or a number from the patterns above.
+_QUERY_VALUE = re.compile(r"(?<=[?&])([^=\s&#?]+=)([^\s&#\"'<>]+)")
+
+
+def _mask_query_value(match: re.Match[str]) -> str:
+    raw = match.group(2)
+    if "%" not in raw and "+" not in raw:
+        return match.group(0)
+    decoded = unquote_plus(raw)
+    masked = _mask_plain(decoded)
+    return match.group(1) + (raw if masked == decoded else quote_plus(masked, safe="*@"))
+
+
+def redact_text(value: str) -> str:
+    if "=" in value:
+        value = _QUERY_VALUE.sub(_mask_query_value, value)
+    return _mask_plain(value)
 
 
 def _redact_value(key: str, value: Any) -> Any:
@@ -58,7 +82,9 @@ def _redact_value(key: str, value: Any) -> Any:
     return value
 
 
-_PASS_THROUGH = frozenset({"timestamp", "event", "level", "logger"})
+# The event is redacted too: for a library's line it is the rendered %-message, e.g.
+# aiosmtpd's "('1.2.3.4', 5) sender: someone@example.cn".
+_PASS_THROUGH = frozenset({"timestamp", "level", "logger"})
 
 
 def redact(
@@ -70,7 +96,20 @@ def redact(
     }
 
 
+# Loggers of our own code: they log at the configured level, debug included. Libraries log
+# at INFO and above whatever the setting (their DEBUG is protocol frames and SQL).
+_OWN_PACKAGES = ("ingest", "channels", "workers", "store", "router", "bench")
+_QUIET = ("aiormq", "aio_pika", "alembic.runtime.migration", "jieba")
+
+
+class _OneStream(logging.StreamHandler[TextIO]):
+    """The root logger's handler: every line of the process, ours and the libraries'."""
+
+
 def configure_logging(settings: LoggingSettings) -> None:
+    """One stream on stderr: structlog's lines and every stdlib logger's (uvicorn, aiosmtpd,
+    aio-pika, sqlalchemy, asyncio, warnings) go through the same processors, so each line
+    has the same shape (JSON or console) and the same masking."""
     level = getattr(logging, settings.level.upper())
     as_json = settings.format is LogFormat.JSON or (
         settings.format is LogFormat.AUTO and not sys.stderr.isatty()
@@ -80,24 +119,52 @@ def configure_logging(settings: LoggingSettings) -> None:
         if as_json
         else structlog.dev.ConsoleRenderer()
     )
+    # Run for our lines when they are logged and for a library's record when it is formatted.
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redact,
-            renderer,
-        ],
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
-    # Libraries that use stdlib logging (uvicorn, aio-pika, alembic) go to stderr too.
-    logging.basicConfig(
-        level=max(level, logging.INFO),
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s %(message)s",
+    handler = _OneStream(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # Tracebacks become a string here, so redact masks them like any text.
+                structlog.processors.format_exc_info,
+                redact,
+                renderer,
+            ],
+        )
     )
-    for noisy in ("aiormq", "aio_pika", "alembic.runtime.migration", "jieba"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    root = logging.getLogger()
+    # Replace only our own earlier handler (configure twice, tests): others may be a test
+    # runner's capture. A real process has none, so this is the only output.
+    for old in [h for h in root.handlers if isinstance(h, _OneStream)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(max(level, logging.INFO))
+    for name in _OWN_PACKAGES:
+        logging.getLogger(name).setLevel(level)
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # warnings.warn() and a crash's traceback would otherwise be plain text on stderr.
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, traceback)
+        return
+    structlog.get_logger(__name__).critical("uncaught_exception", exc_info=(kind, error, traceback))

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 import structlog
 import uvicorn
 
+from ingest.access_log import AccessLog
 from ingest.http import create_app
 from ingest.runtime import Runtime
 from ingest.settings import Settings
@@ -46,9 +47,11 @@ async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -
         if http:
             server = _Server(
                 uvicorn.Config(
-                    create_app(runtime),
+                    AccessLog(create_app(runtime)),
                     host=settings.http.host,
                     port=settings.http.port,
+                    # Our logging (ingest/logs.py) handles uvicorn's loggers; AccessLog
+                    # replaces uvicorn's access line, which has the raw query and client.
                     log_config=None,
                     access_log=False,
                     lifespan="off",

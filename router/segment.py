@@ -52,6 +52,9 @@ class Segmenter:
         # jieba logs "Building prefix dict ..." at DEBUG through its own stderr handler;
         # that is noise in every worker's log, and only WARNING and above says anything.
         logging.getLogger("jieba").setLevel(logging.WARNING)
+        # Its warnings go to the root logger like every library's (ingest/logs.py: one JSON
+        # stream), not plain text through that private handler.
+        logging.getLogger("jieba").removeHandler(jieba.log_console)
         # A private tokenizer, not jieba's module-level one: words added here must not leak
         # into (or be disturbed by) other users of jieba in the same process.
         self._tokenizer = jieba.Tokenizer()
