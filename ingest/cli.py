@@ -46,6 +46,18 @@ def settings_or_exit(config_path: Path | None) -> Settings:
     return settings
 
 
+def log_config_warnings(settings: Settings) -> None:
+    """At the start of a process that serves HTTP: what check-config warns of, in the log,
+    so that a refused agent or referral can be traced to its cause (names, never secrets)."""
+    import structlog
+
+    from ingest.config_warnings import config_warnings
+
+    log = structlog.get_logger("ingest.cli")
+    for path, message in config_warnings(settings):
+        log.warning("config_warning", path=path, warning=message)
+
+
 def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:
     try:
         import uvloop
@@ -68,6 +80,7 @@ def serve(config_path: Path | None) -> None:
     from workers.registry import WORKERS
 
     settings = settings_or_exit(config_path)
+    log_config_warnings(settings)
     sys.exit(_run(lambda: run_roles(settings, http=True, workers=sorted(WORKERS))))
 
 
@@ -78,6 +91,7 @@ def edge(config_path: Path | None) -> None:
     from ingest.serve import run_roles
 
     settings = settings_or_exit(config_path)
+    log_config_warnings(settings)
     sys.exit(_run(lambda: run_roles(settings, http=True, workers=[])))
 
 
@@ -122,7 +136,10 @@ def migrate(config_path: Path | None) -> None:
 @main.command("check-config")
 @config_option
 def check_config(config_path: Path | None) -> None:
-    """Validate a config; exit 1 with each error as path.to.field: message."""
+    """Validate a config; exit 1 with each error as path.to.field: message. Warnings (unset
+    secrets, the development staff token) are printed as warning: path: message, exit 0."""
+    from ingest.config_warnings import config_warnings
+
     settings = settings_or_exit(config_path)
     mode = "RabbitMQ" if settings.broker.url else "embedded queue"
     store = "SQLite" if settings.database.is_sqlite else "PostgreSQL"
@@ -131,6 +148,8 @@ def check_config(config_path: Path | None) -> None:
         f" {len(settings.categories)} categories,"
         f" {len(settings.severity_rules)} severity rules; {store} + {mode}"
     )
+    for path, message in config_warnings(settings):
+        click.echo(f"warning: {path}: {message}", err=True)
 
 
 @main.command()
