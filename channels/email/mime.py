@@ -1,16 +1,18 @@
 """Walking the MIME tree of one mail: body text, attachments, reports, decisions.
 
-The stdlib parser (``policy.default`` semantics, parsed headers memoised) builds the tree;
-:class:`Walker` visits it once, numbering parts like IMAP ``BODY[section]`` ("1", "2.1"), and
-collects what :mod:`.parse` turns into a ParsedMail. Rules, each where it is implemented:
+The stdlib parser (``policy.default`` semantics, parsed headers memoised) builds the tree, no
+deeper than MAX_DEPTH (:mod:`.nesting`); :class:`Walker` visits it once, numbering parts like
+IMAP ``BODY[section]`` ("1", "2.1"), and collects what :mod:`.parse` turns into a ParsedMail.
+Rules, each where it is implemented:
 
 * ``multipart/alternative``: text/plain unless blank, else the HTML rendered to text;
 * text parts are decoded from their own bytes (:mod:`.charset`); bytes that are not text
-  become a file, never body text;
+  become a file, never body text, but a few stray control bytes do not make text a file;
 * ``message/rfc822``: kept as an ``.eml`` file, its text appended under FORWARD_MARKER, its
   files extracted; inside a report it only names the bounced mail;
 * ``multipart/report``: the human-readable part is the body, ``Action:`` fields are collected;
-* winmail.dat is unpacked, uuencoded blocks are extracted (:mod:`.attachments`).
+* winmail.dat is unpacked, uuencoded blocks are extracted (:mod:`.attachments`);
+* parts nested deeper than MAX_DEPTH or past MAX_PARTS are skipped, and counted exactly.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import re
 from dataclasses import dataclass
 from email.generator import BytesGenerator
 from email.message import EmailMessage, Message
-from email.parser import BytesParser
 from email.policy import EmailPolicy
 from functools import lru_cache
 from typing import Any, Final
@@ -30,9 +31,10 @@ from channels.email.attachments import (
     TNEF_TYPES,
     ParsedAttachment,
     extract_uuencoded,
-    looks_like_text,
     make_attachment,
+    mostly_text,
     safe_filename,
+    stray_controls,
     unpack_tnef,
 )
 from channels.email.charset import decode_bytes
@@ -47,8 +49,19 @@ from channels.email.headers import (
     unfold,
 )
 from channels.email.html import html_to_text, meta_charset
+from channels.email.nesting import BoundedMessage, parse_bounded, parts_in
 
-__all__ = ["FORWARD_MARKER", "POLICY", "Walker", "first_header", "ids_in_headers", "raw_headers"]
+__all__ = [
+    "FORWARD_MARKER",
+    "MAX_DEPTH",
+    "MAX_PARTS",
+    "POLICY",
+    "Walker",
+    "first_header",
+    "ids_in_headers",
+    "parse_message",
+    "raw_headers",
+]
 
 MAX_DEPTH: Final = 12
 """Nesting (multiparts and forwarded messages) followed; deeper content stays in the raw."""
@@ -83,6 +96,12 @@ class _MemoPolicy(EmailPolicy):
 
 
 POLICY: Final = _MemoPolicy()
+
+
+def parse_message(raw: bytes, depth: int = 0) -> BoundedMessage:
+    """The stdlib tree of a message whose root is at ``depth``, built no deeper than the walker
+    reads (:mod:`.nesting`): however deep the mail, its headers and readable parts come out."""
+    return parse_bounded(raw, MAX_DEPTH - depth, POLICY)
 
 
 def raw_headers(part: Message) -> dict[str, list[str]]:
@@ -126,6 +145,9 @@ class Walker:
         self.original_ids: list[str] = []
         self.attached_message = False
         self.parts = 0
+        self.skipped = 0
+        """Parts not read (too deep, past MAX_PARTS), counted exactly: subtrees included."""
+        self.first_skipped: str | None = None
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -177,6 +199,22 @@ class Walker:
             self.notes.append(f"part {section}: uuencoded file extracted")
         return text
 
+    def readable(self, data: bytes, info: _PartInfo, section: str) -> bool:
+        """Whether a part labelled text is text (the body) rather than a mislabelled file."""
+        charset = str(info.params.get("charset", "")).lower()
+        if charset.startswith(("utf-16", "utf-32")):
+            return True  # NUL-heavy by design
+        if not mostly_text(data):
+            return False
+        if strays := stray_controls(data):
+            # Left in the text: the draft's own sanitising removes them, and the note tells why
+            # the text had them.
+            self.notes.append(
+                f"part {section}: {strays} stray control byte(s) in {info.content_type}, "
+                "kept as text"
+            )
+        return True
+
     def attach(
         self,
         data: bytes,
@@ -200,6 +238,18 @@ class Walker:
 
     # ---- traversal ---------------------------------------------------------------------------
 
+    def walk(self, msg: Message) -> None:
+        """Walk a whole mail, then say how many parts were over the limits."""
+        self.message(msg, "", 0)
+        if self.skipped:
+            # First among the defects: the intake note quotes only the first, and this is the
+            # one that says content was not read.
+            self.defects.insert(
+                0,
+                f"{self.skipped} part(s) over limit, skipped (nested deeper than {MAX_DEPTH} "
+                f"or past {MAX_PARTS} parts; the first is part {self.first_skipped})",
+            )
+
     def message(self, msg: Message, prefix: str, depth: int, *, body: bool = True) -> None:
         """Walk a message's root part, numbering parts like IMAP BODY[section]: the root of a
         multipart message has the message's own number, a single-part root is ``.1`` below."""
@@ -209,8 +259,8 @@ class Walker:
     def part(self, part: Message, section: str, depth: int, *, body: bool) -> None:
         self.parts += 1
         if self.parts > MAX_PARTS or depth > MAX_DEPTH:
-            if len(self.defects) < MAX_DEFECTS:
-                self.defects.append(f"part {section}: nesting or part count over limit, skipped")
+            self.skipped += parts_in(part)
+            self.first_skipped = self.first_skipped or section
             return
         self.record_defects(part, "message" if depth == 0 else f"part {section}")
         if _is_container(part):
@@ -314,8 +364,7 @@ class Walker:
             if not body:
                 return
             data = self.payload(part, section)
-            charset = str(info.params.get("charset", "")).lower()
-            if looks_like_text(data[:1024]) or charset.startswith(("utf-16", "utf-32")):
+            if self.readable(data, info, section):
                 self.body.append(self.text(data, info, section))
                 if not name:
                     return
@@ -357,7 +406,7 @@ class Walker:
             # RFC 2046 §5.2.1 forbids it, SwiftMailer and others do it: the parser read the
             # encoded text as a message. Decode it and parse the real one.
             data = _transfer_decode(data, info.cte)
-            inner = BytesParser(policy=POLICY).parsebytes(data)
+            inner = parse_message(data, depth + 1)
             self.notes.append(f"part {section}: attached message was {info.cte}-encoded")
         self.attached_message = True
         inner_headers = raw_headers(inner)

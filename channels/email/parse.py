@@ -16,8 +16,10 @@ How a mail becomes text (issue 3 §3):
 * noise (auto-replies, bounces, delivery reports) is classified by :mod:`.noise`.
 
 :func:`parse_mail` never raises: a message the parser cannot handle still yields a ParsedMail
-with the raw text decoded leniently and an ``unparseable`` defect, so the listener can file it
-(or dead-letter it) with the reason instead of crashing.
+with its top-level headers, the raw text decoded leniently and an ``unparseable`` defect, so the
+listener can file it (or dead-letter it) with the reason instead of crashing. Nesting too deep
+to walk is not such a failure: the tree is built only as deep as it is read (:mod:`.nesting`),
+and the parts below are counted in one ``over limit`` defect.
 """
 
 from __future__ import annotations
@@ -42,7 +44,14 @@ from channels.email.headers import (
     parse_params,
     unfold,
 )
-from channels.email.mime import POLICY, Walker, first_header, ids_in_headers, raw_headers
+from channels.email.mime import (
+    POLICY,
+    Walker,
+    first_header,
+    ids_in_headers,
+    parse_message,
+    raw_headers,
+)
 from channels.email.noise import MailKind, ReportInfo, classify
 
 __all__ = ["ParsedMail", "idempotency_key", "parse_mail"]
@@ -153,23 +162,56 @@ def _addresses(values: list[str], hint: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def _parse(raw: bytes) -> ParsedMail:
-    msg = BytesParser(policy=POLICY).parsebytes(raw)
-    headers = raw_headers(msg)
-    hint = None if raw.isascii() else _charset_hint(msg)
-    decisions: list[str] = []
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    """The top-level header fields: read from the header block alone, so that a body the
+    parser cannot walk never costs the sender, the subject or the ids."""
 
+    message_id: str | None
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    subject: str
+    from_name: str | None
+    from_address: str | None
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    date: datetime | None
+    decisions: tuple[str, ...]
+    defects: tuple[str, ...]
+
+
+def _envelope(headers: dict[str, list[str]], hint: str | None) -> _Envelope:
     subject = decode_header(first_header(headers, "subject"), hint)
-    decisions.extend(describe(note, "subject") for note in subject.notes)
     senders = parse_addresses(headers.get("from", [])[:1], hint)
     from_name, from_address = senders[0] if senders else ("", "")
     if from_name.strip().lower() == from_address.lower():
         from_name = ""  # "bob@example.com <bob@example.com>" names nobody
+    defects: list[str] = []
+    date = _date(first_header(headers, "date"), defects)
+    return _Envelope(
+        message_id=message_id(first_header(headers, "message-id")),
+        in_reply_to=next(iter(message_ids(first_header(headers, "in-reply-to"))), None),
+        references=message_ids(" ".join(headers.get("references", []))),
+        subject=str(subject),
+        from_name=from_name.strip() or None,
+        from_address=from_address or None,
+        to=_addresses(headers.get("to", []), hint),
+        cc=_addresses(headers.get("cc", []), hint),
+        date=date,
+        decisions=tuple(describe(note, "subject") for note in subject.notes),
+        defects=tuple(defects),
+    )
+
+
+def _parse(raw: bytes) -> ParsedMail:
+    msg = parse_message(raw)
+    headers = raw_headers(msg)
+    hint = None if raw.isascii() else _charset_hint(msg)
+    envelope = _envelope(headers, hint)
 
     walker = Walker(hint)
-    walker.message(msg, "", 0)
-    defects = walker.defects
-    date = _date(first_header(headers, "date"), defects)
+    walker.walk(msg)
+    defects = [*walker.defects, *envelope.defects]
 
     content_type = msg.get_content_type()
     report = (
@@ -180,14 +222,14 @@ def _parse(raw: bytes) -> ParsedMail:
     verdict = classify(
         headers,
         content_type=content_type,
-        subject=str(subject),
-        from_address=from_address or None,
+        subject=envelope.subject,
+        from_address=envelope.from_address,
         report=report,
         has_attached_message=walker.attached_message,
     )
     bounce_of = None
     if verdict.kind in (MailKind.BOUNCE, MailKind.DELIVERY_REPORT):
-        own = message_id(first_header(headers, "message-id"))
+        own = envelope.message_id
         bounce_of = next((mid for mid in walker.original_ids if mid != own), None)
         if bounce_of is None:
             bounce_of = next(
@@ -196,18 +238,18 @@ def _parse(raw: bytes) -> ParsedMail:
 
     body = "\n\n".join(text.strip() for text in walker.body if text.strip())
     return ParsedMail(
-        message_id=message_id(first_header(headers, "message-id")),
-        in_reply_to=next(iter(message_ids(first_header(headers, "in-reply-to"))), None),
-        references=message_ids(" ".join(headers.get("references", []))),
-        subject=str(subject),
-        from_name=from_name.strip() or None,
-        from_address=from_address or None,
-        to=_addresses(headers.get("to", []), hint),
-        cc=_addresses(headers.get("cc", []), hint),
-        date=date,
+        message_id=envelope.message_id,
+        in_reply_to=envelope.in_reply_to,
+        references=envelope.references,
+        subject=envelope.subject,
+        from_name=envelope.from_name,
+        from_address=envelope.from_address,
+        to=envelope.to,
+        cc=envelope.cc,
+        date=envelope.date,
         body_text=body,
         attachments=tuple(walker.attachments),
-        charset_decisions=tuple(dict.fromkeys(decisions + walker.decisions)),
+        charset_decisions=tuple(dict.fromkeys((*envelope.decisions, *walker.decisions))),
         defects=tuple(defects),
         kind=verdict.kind,
         bounce_of=bounce_of,
@@ -221,8 +263,8 @@ _SUBJECT_LINE_RE: Final = re.compile(
 )
 
 
-def _unparseable(raw: bytes, error: BaseException) -> ParsedMail:
-    """What is left of a mail the parser could not handle: its text, decoded leniently."""
+def _bare_envelope(raw: bytes) -> _Envelope:
+    """The subject found by pattern: all that is left when even the header block fails."""
     subject = ""
     match = _SUBJECT_LINE_RE.search(raw[:16384])
     if match is not None:
@@ -230,21 +272,36 @@ def _unparseable(raw: bytes, error: BaseException) -> ParsedMail:
             subject = str(decode_header(match.group(1).decode("ascii", "surrogateescape")))
         except Exception:  # the fallback must not fail on the same input
             subject = ""
+    return _Envelope(None, None, (), subject, None, None, (), (), None, (), ())
+
+
+def _unparseable(raw: bytes, error: BaseException) -> ParsedMail:
+    """What is left of a mail the parser could not handle: its headers, its text decoded
+    leniently. The header block alone (``headersonly``: no MIME structure) still names the
+    sender and the Message-ID, so the mail can be acknowledged and deduplicated."""
+    try:
+        head = BytesParser(policy=POLICY).parsebytes(raw, headersonly=True)
+        envelope = _envelope(raw_headers(head), None)
+    except Exception:  # the fallback must not fail on the same input
+        envelope = _bare_envelope(raw)
     decoded = decode_bytes(raw, None)
+    decisions = list(envelope.decisions)
+    if decoded.note:
+        decisions.append(describe(decoded.note, "raw message"))
     return ParsedMail(
-        message_id=None,
-        in_reply_to=None,
-        references=(),
-        subject=subject,
-        from_name=None,
-        from_address=None,
-        to=(),
-        cc=(),
-        date=None,
+        message_id=envelope.message_id,
+        in_reply_to=envelope.in_reply_to,
+        references=envelope.references,
+        subject=envelope.subject,
+        from_name=envelope.from_name,
+        from_address=envelope.from_address,
+        to=envelope.to,
+        cc=envelope.cc,
+        date=envelope.date,
         body_text=decoded.text.replace("\r\n", "\n"),
         attachments=(),
-        charset_decisions=(describe(decoded.note, "raw message"),) if decoded.note else (),
-        defects=(f"unparseable: {type(error).__name__}",),
+        charset_decisions=tuple(decisions),
+        defects=(f"unparseable: {type(error).__name__}", *envelope.defects),
         kind=MailKind.NORMAL,
         bounce_of=None,
     )
