@@ -245,7 +245,24 @@ def detect_codec(data: bytes) -> str | None:
     chosen = candidates[0]
     if chosen in _CJK_CODECS:
         chosen = next((c for c in candidates if c in _CHINESE_CODECS), chosen)
+    elif _single_byte(chosen):
+        # A short GBK subject scores as well as Cyrillic in cp1251 (every byte pair is some
+        # letter there); when a Chinese candidate reads it as Chinese text, that is the one.
+        chinese = next((c for c in candidates if c in _CHINESE_CODECS), None)
+        if chinese is not None and _reads_as_han(
+            _strict(data, _LABEL_CODECS.get(chinese, chinese))
+        ):
+            chosen = chinese
     return _LABEL_CODECS.get(chosen, chosen)
+
+
+def _reads_as_han(text: str | None) -> bool:
+    """Most of the non-ASCII characters of ``text`` are Chinese characters or punctuation."""
+    if not text:
+        return False
+    wide = [ch for ch in text if ord(ch) >= 0x80]
+    han = sum(1 for ch in wide if "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef")
+    return bool(wide) and han * 10 >= len(wide) * 9
 
 
 def _decode_detected(data: bytes, label: str | None, why: str) -> Decoded:
