@@ -3,6 +3,10 @@
 received -> accepted / rejected (不予受理) / invalid (无效) -> dispatched (派单) -> handled ->
 feedback given (反馈) -> callback (回访) -> closed (结案); abnormal closure (非正常结案);
 transfer between departments; review (复核) re-opens a finished ticket.
+
+Every status change anywhere goes through :func:`transition`: the staff API with staff
+actions, the referral channel with the referring authority's (a withdrawn order closes its
+ticket, a returned one is dispatched again), so one table says what may follow what.
 """
 
 from __future__ import annotations
@@ -29,15 +33,22 @@ OPEN_STATUSES = frozenset(
 )
 
 
+class Actor(StrEnum):
+    STAFF = "staff"
+    AUTHORITY = "authority"  # the referring authority (12345, a regulator), by its work order
+
+
 @dataclass(frozen=True)
 class Action:
     kind: str
     from_statuses: frozenset[Status]
     to_status: Status | None  # None: the status stays (a note, an urge, a transfer)
     required: tuple[str, ...] = ()
+    by: Actor = Actor.STAFF
 
 
 _ANY = frozenset(Status)
+_FINISHED = frozenset({Status.CLOSED, Status.CLOSED_ABNORMAL})
 _ACTIONS = (
     Action("accept", frozenset({Status.RECEIVED}), Status.ACCEPTED),
     Action("reject", frozenset({Status.RECEIVED, Status.ACCEPTED}), Status.REJECTED, ("reason",)),
@@ -76,8 +87,13 @@ _ACTIONS = (
         ("reason",),
     ),
     Action("note", _ANY, None, ("text",)),
+    # 撤单: the authority withdrew the order; a ticket already closed stays as it is.
+    Action("withdraw", _ANY - _FINISHED, Status.CLOSED, by=Actor.AUTHORITY),
+    # 退单 (退回重办): the authority did not accept the answer, whatever it was.
+    Action("return", _ANY, Status.DISPATCHED, by=Actor.AUTHORITY),
 )
 ACTIONS: dict[str, Action] = {action.kind: action for action in _ACTIONS}
+STAFF_ACTIONS = [action.kind for action in _ACTIONS if action.by is Actor.STAFF]
 
 
 class LifecycleError(Exception):
@@ -85,8 +101,8 @@ class LifecycleError(Exception):
 
 
 class UnknownAction(LifecycleError):
-    def __init__(self, kind: str) -> None:
-        super().__init__(f"unknown event kind {kind!r}; known: {', '.join(ACTIONS)}")
+    def __init__(self, kind: str, known: list[str]) -> None:
+        super().__init__(f"unknown event kind {kind!r}; known: {', '.join(known)}")
 
 
 class IllegalTransition(LifecycleError):
@@ -102,18 +118,21 @@ class MissingFields(LifecycleError):
         super().__init__(f"{kind} needs: {', '.join(missing)}")
 
 
-def allowed_actions(status: str) -> list[str]:
-    return [a.kind for a in _ACTIONS if Status(status) in a.from_statuses]
+def allowed_actions(status: str, by: Actor = Actor.STAFF) -> list[str]:
+    return [a.kind for a in _ACTIONS if a.by is by and Status(status) in a.from_statuses]
 
 
-def transition(status: str, kind: str, detail: dict[str, object]) -> Status:
-    """The status after ``kind``; raises a :class:`LifecycleError` saying what is allowed."""
+def transition(
+    status: str, kind: str, detail: dict[str, object], by: Actor = Actor.STAFF
+) -> Status:
+    """The status after ``kind`` by ``by``; raises a :class:`LifecycleError` saying what is
+    allowed."""
     action = ACTIONS.get(kind)
-    if action is None:
-        raise UnknownAction(kind)
+    if action is None or action.by is not by:
+        raise UnknownAction(kind, [a.kind for a in _ACTIONS if a.by is by])
     current = Status(status)
     if current not in action.from_statuses:
-        raise IllegalTransition(kind, status, allowed_actions(status))
+        raise IllegalTransition(kind, status, allowed_actions(status, by))
     missing = [name for name in action.required if detail.get(name) in (None, "")]
     if missing:
         raise MissingFields(kind, missing)

@@ -25,13 +25,11 @@ from sqlmodel import col
 
 from channels.referral.mapping import MappedOrder
 from channels.referral.settings import UpdateKind
-from router.lifecycle import Status
+from ingest.settings import Severity
+from router.lifecycle import Actor, IllegalTransition, transition
 from store.models import Ticket
 from store.referral_models import OutboxStatus, ReferralOutbox
 from store.tickets import NewEvent, add_event, as_utc
-
-_SEVERITY_RANK = {"general": 0, "important": 1, "major": 2}
-_CLOSED = frozenset({Status.CLOSED.value, Status.CLOSED_ABNORMAL.value})
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -82,8 +80,10 @@ async def apply_update(
         )
         result |= {"due_at": _iso(new_due)}
     elif order.kind is UpdateKind.WITHDRAWAL:
-        if ticket.status not in _CLOSED:
-            values["status"] = Status.CLOSED.value
+        try:
+            values["status"] = transition(ticket.status, "withdraw", {}, Actor.AUTHORITY).value
+        except IllegalTransition:
+            pass  # closed already: a withdrawal changes nothing but is recorded
         cancelled = await session.execute(
             update(ReferralOutbox)
             .where(
@@ -107,7 +107,8 @@ async def apply_update(
         result["status"] = values.get("status", ticket.status)
     elif order.kind is UpdateKind.RETURNED:
         department = order.department or ticket.department
-        values |= {"status": Status.DISPATCHED.value, "department": department}
+        dispatched = transition(ticket.status, "return", {}, Actor.AUTHORITY)
+        values |= {"status": dispatched.value, "department": department}
         if order.deadline is not None:
             new_due = order.deadline.astimezone(UTC)
             values |= {"due_at": new_due, "referral_deadline": new_due}
@@ -121,7 +122,7 @@ async def apply_update(
                 base
                 | {
                     "from_status": ticket.status,
-                    "status": Status.DISPATCHED.value,
+                    "status": dispatched.value,
                     "department": department,
                     "from_department": ticket.department,
                     "due_at": _iso(due),
@@ -129,10 +130,10 @@ async def apply_update(
                 },
             )
         )
-        result |= {"status": Status.DISPATCHED.value, "department": department}
+        result |= {"status": dispatched.value, "department": department}
     elif order.kind is UpdateKind.SUPERVISION:
         current = ticket.severity
-        if _SEVERITY_RANK.get(supervision_severity, 0) > _SEVERITY_RANK.get(current, 0):
+        if Severity(supervision_severity).rank > Severity(current).rank:
             values["severity"] = supervision_severity
             events.append(
                 NewEvent(
