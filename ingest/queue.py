@@ -25,12 +25,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ingest.errors import ShouliError, Unavailable
 
-class QueueError(Exception):
+
+class QueueError(ShouliError):
     """Base of the queue's errors."""
 
 
-class QueueUnavailable(QueueError):
+class QueueUnavailable(QueueError, Unavailable):
     """The queue could not durably accept or hand out messages; try again later."""
 
 

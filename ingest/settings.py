@@ -22,6 +22,7 @@ from channels.email.settings import EmailSettings
 from channels.hotline.settings import HotlineSettings
 from channels.referral.settings import ReferralSettings
 from channels.web.settings import WebSettings
+from ingest.errors import Misconfigured
 from ingest.references import KnownKeys
 from router.timelimit import TimeLimit
 
@@ -29,7 +30,7 @@ ENV_PREFIX = "SHOULI_"
 DEFAULT_CONFIG = "config.yaml"
 
 
-class ConfigError(Exception):
+class ConfigError(Misconfigured):
     """An invalid configuration; ``problems`` are ``(path, message)`` pairs."""
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ingest.errors import Refused
+
 
 class Status(StrEnum):
     RECEIVED = "received"
@@ -96,7 +98,7 @@ ACTIONS: dict[str, Action] = {action.kind: action for action in _ACTIONS}
 STAFF_ACTIONS = [action.kind for action in _ACTIONS if action.by is Actor.STAFF]
 
 
-class LifecycleError(Exception):
+class LifecycleError(Refused):
     pass
 
 

@@ -18,12 +18,13 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from ingest.errors import Unavailable
 from ingest.settings import DatabaseSettings
 
 T = TypeVar("T")
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(Unavailable):
     """The database did not answer or refused the work; the caller should retry later."""
 
 

@@ -31,6 +31,7 @@ import structlog
 from channels.email.imap_session import FetchedMail, ImapSession, ImapUnavailable
 from channels.email.intake import MailOutcome
 from channels.email.settings import ImapMailbox
+from ingest.errors import Unavailable
 from ingest.metrics import Metrics
 from ingest.queue import QueueUnavailable
 from store.db import TRANSIENT_DB_ERRORS, StoreUnavailable
@@ -52,7 +53,7 @@ class Intake(Protocol):
     async def receive(self, raw: bytes, recipients: Sequence[str]) -> MailOutcome: ...
 
 
-class HandoffUnavailable(Exception):
+class HandoffUnavailable(Unavailable):
     """The mailbox answered but the store or queue did not: retry the batch later."""
 
 

@@ -26,6 +26,7 @@ from imap_tools.errors import ImapToolsError, MailboxLoginError
 from imap_tools.mailbox import BaseMailBox
 
 from channels.email.settings import ImapMailbox, ImapTls
+from ingest.errors import Unavailable
 
 T = TypeVar("T")
 _UID = re.compile(rb"\bUID (\d+)")
@@ -38,7 +39,7 @@ _IMAP_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class ImapUnavailable(Exception):
+class ImapUnavailable(Unavailable):
     """The mailbox could not be read now (down, login refused, protocol error): retry later."""
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -32,6 +32,7 @@ from channels.hotline.records import CallContext, call_draft
 from channels.hotline.rows import RowError, RowMapper
 from channels.hotline.sources import CallSource
 from ingest.draft import Channel, TicketDraft
+from ingest.errors import Interrupted
 from ingest.queue import QueueUnavailable
 from ingest.runtime import Runtime
 from store.models import InboundItem, IntakeNumber, Ticket
@@ -53,7 +54,7 @@ class ImportSummary:
         return asdict(self)
 
 
-class ImportInterrupted(Exception):
+class ImportInterrupted(Interrupted):
     """The queue stayed unavailable; what was published so far is in ``summary``."""
 
     def __init__(self, summary: ImportSummary) -> None:

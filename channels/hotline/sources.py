@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from ingest.errors import Refused
+
 SAMPLE_BYTES = 64 * 1024
 MAX_FIELD_CHARS = 1_000_000
 # Put in place of undecodable bytes: a plane-15 private-use character no export contains.
@@ -38,7 +40,7 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 _DELIMITERS = (",", "\t", ";", "|")
 
 
-class FileProblem(Exception):
+class FileProblem(Refused):
     """The whole file cannot be imported; the message says why and what to do."""
 
 

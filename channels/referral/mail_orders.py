@@ -29,6 +29,7 @@ from channels.email.attachments import ParsedAttachment
 from channels.email.parse import ParsedMail
 from channels.referral.payload import Format
 from channels.referral.settings import MailFormat, ReferralMapping
+from ingest.errors import Refused
 
 _EXTENSIONS = {".json": MailFormat.JSON, ".xml": MailFormat.XML, ".csv": MailFormat.CSV}
 _TYPES = {
@@ -44,7 +45,7 @@ _LINE = re.compile(r"^\s*(?P<key>[^:：\n]{1,100}?)\s*[:：]\s?(?P<value>.*)$")
 _MAX_CSV_ROWS = 1000
 
 
-class MailOrderError(Exception):
+class MailOrderError(Refused):
     """The mail holds no order in the form the source sends (no PII in the message)."""
 
 

@@ -25,6 +25,7 @@ from channels.referral.settings import (
     RequestType,
     UpdateKind,
 )
+from ingest.errors import Refused
 
 _LIMITS = {"reference": 200, "update_id": 200, "subject": 1000, "name": 200, "email": 320}
 _TEXT_LIMIT = 20_000
@@ -33,7 +34,7 @@ _BODY_LIMIT = 100_000
 _END_OF_DAY = time(23, 59, 59)
 
 
-class MappingError(Exception):
+class MappingError(Refused):
     """The payload does not fit the mapping; ``fields`` maps payload paths to problems."""
 
     def __init__(self, fields: dict[str, str]) -> None:

@@ -37,6 +37,7 @@ from sqlalchemy import Connection, delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
+from ingest.errors import Refused
 from store.referral_models import ReferralSignature
 
 TIMESTAMP_HEADER = "X-Shouli-Timestamp"
@@ -45,7 +46,7 @@ _SIGNATURE = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
 _TIMESTAMP = re.compile(r"^\d{1,12}$")
 
 
-class SignatureRejected(Exception):
+class SignatureRejected(Refused):
     """The request is not authentic or not fresh; ``code`` is the 401 reason code."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -41,13 +41,14 @@ from channels.web import sniff
 from channels.web.charset import CHARSET_FIELD, TextKey, declared_charset, decode_form_texts
 from channels.web.names import safe_filename
 from channels.web.settings import WebSettings
+from ingest.errors import Refused
 
 EVIDENCE_FIELD = "evidence"
 _MEMORY_LIMIT = 1024 * 1024
 _EXTRA_PARTS = 64  # text fields a form may carry besides its files
 
 
-class FormReadError(Exception):
+class FormReadError(Refused):
     """The body cannot be read as a form at all (the answer names why); nothing was kept."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
