@@ -1,7 +1,8 @@
 """Running the roles of a process: HTTP edge and workers on one event loop.
 
-SIGINT / SIGTERM set one ``stopping`` event: the HTTP server stops accepting, each worker
-finishes and settles the batch in hand, then the store and queue are closed.
+SIGINT / SIGTERM set one ``stopping`` event: the HTTP server and the channels' own listeners
+(SMTP) stop accepting, each worker finishes and settles the batch in hand, then the store and
+queue are closed.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from collections.abc import Iterator, Sequence
 import structlog
 import uvicorn
 
+from channels.registry import Listener, channels, start_listeners
 from ingest.access_log import AccessLog
 from ingest.http import create_app
 from ingest.runtime import Runtime
 from ingest.settings import Settings
-from workers.registry import build_worker
+from workers.registry import worker_factory
 
 log = structlog.get_logger(__name__)
 
@@ -31,6 +33,11 @@ class _Server(uvicorn.Server):
 
 
 async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -> int:
+    # A name typed wrong or registered twice stops the process here, before it connects to
+    # the store and the queue (and before a first worker is already running).
+    factories = [(name, worker_factory(name)) for name in workers]
+    if http:
+        channels()
     runtime = await Runtime.open(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -38,11 +45,11 @@ async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -
         loop.add_signal_handler(signum, stopping.set)
     tasks: dict[asyncio.Task[None], str] = {}
     server: _Server | None = None
-    smtp: asyncio.Server | None = None
+    listeners: list[Listener] = []
     failed = False
     try:
-        for name in workers:
-            worker = build_worker(name, runtime)
+        for name, factory in factories:
+            worker = factory(runtime)
             tasks[asyncio.create_task(worker.run(stopping), name=name)] = name
         if http:
             server = _Server(
@@ -58,8 +65,7 @@ async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -
                 )
             )
             tasks[asyncio.create_task(server.serve(), name="http")] = "http"
-            if settings.email.smtp.enabled and settings.email.mailboxes:
-                smtp = await _start_smtp(runtime)
+            listeners = await start_listeners(runtime)
         log.info(
             "shouli_started",
             roles=(["http"] if http else []) + list(workers),
@@ -78,9 +84,9 @@ async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -
         stop_wait.cancel()
         if server is not None:
             server.should_exit = True
-        if smtp is not None:
+        for listener in listeners:
             # No new sessions; a DATA in progress finishes its hand-off before the loop ends.
-            smtp.close()
+            listener.close()
         log.info("shouli_stopping")
         _, pending = await asyncio.wait(tasks, timeout=settings.worker.shutdown_grace_seconds)
         for task in pending:
@@ -89,23 +95,8 @@ async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        if smtp is not None:
-            await smtp.wait_closed()
+        for listener in listeners:
+            await listener.wait_closed()
         await runtime.close()
         log.info("shouli_stopped")
     return 1 if failed else 0
-
-
-async def _start_smtp(runtime: Runtime) -> asyncio.Server:
-    from channels.email.intake import MailIntake
-    from channels.email.smtp import start_smtp
-    from channels.referral.mail import MailReferrals
-
-    intake = MailIntake(
-        runtime.settings.email,
-        runtime.blobs,
-        runtime.handoff,
-        runtime.metrics,
-        referrals=MailReferrals(runtime),
-    )
-    return await start_smtp(runtime.settings, intake)

@@ -1,4 +1,5 @@
-"""Workers by name. An unknown name stops the process at start-up with the list of known ones."""
+"""Workers by name. An unknown name stops the process at start-up with the list of known ones,
+and so does a name registered twice (the second would silently replace the first)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
+from ingest.registry import DuplicateName, Registry, UnknownName
 from ingest.runtime import Runtime
+
+__all__ = ["REGISTERED", "WORKERS", "DuplicateName", "UnknownWorker", "Worker", "build_worker"]
 
 
 class Worker(Protocol):
@@ -63,22 +67,35 @@ def _imap(runtime: Runtime) -> Worker:
     return worker
 
 
-WORKERS: dict[str, Callable[[Runtime], Worker]] = {
-    "router": _router,
-    "sla": _sla,
-    "referrals": _referrals,
-    "imap": _imap,
-    "notify": _notify,
-}
+WorkerFactory = Callable[[Runtime], Worker]
+
+REGISTERED: tuple[tuple[str, WorkerFactory], ...] = (
+    ("router", _router),
+    ("sla", _sla),
+    ("referrals", _referrals),
+    ("imap", _imap),
+    ("notify", _notify),
+)
 
 
-class UnknownWorker(Exception):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"unknown worker {name!r}; known workers: {', '.join(sorted(WORKERS))}")
+class UnknownWorker(UnknownName):
+    pass
+
+
+def workers() -> Registry[WorkerFactory]:
+    # Built from REGISTERED whenever asked, so a duplicate is refused by the process that
+    # starts (ingest.serve asks before it opens anything).
+    return Registry("worker", REGISTERED, unknown=UnknownWorker)
+
+
+# For listings (``shouli serve`` runs them all, docker-compose.yml has one service each); also
+# refuses a duplicate at import.
+WORKERS = workers()
+
+
+def worker_factory(name: str) -> WorkerFactory:
+    return workers()[name]
 
 
 def build_worker(name: str, runtime: Runtime) -> Worker:
-    factory = WORKERS.get(name)
-    if factory is None:
-        raise UnknownWorker(name)
-    return factory(runtime)
+    return worker_factory(name)(runtime)
