@@ -8,6 +8,16 @@ from pathlib import Path
 import pytest
 
 from tests.stack import MODES, Stack, open_stack
+from tests.support_http import agent_api, agent_tokens, embedded_agent_api
+
+__all__ = [
+    "agent_api",
+    "agent_tokens",
+    "distributed_stack",
+    "embedded_agent_api",
+    "embedded_stack",
+    "stack",
+]
 
 
 @pytest.fixture(params=MODES)

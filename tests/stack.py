@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine.url import make_url
 
 from ingest.draft import Channel, FirstContact, FirstContactKind, TicketDraft
+from ingest.queue import Delivery, QueueBackend
 from ingest.runtime import Runtime
 from ingest.settings import Settings, load_settings
 from router.calendar import WorkCalendar
 from router.rules import Router
 from store.models import Ticket
+from store.tickets import find_ticket, ticket_json
 from tests.support import AMQP_URL, need_postgres, need_rabbitmq
 from workers.router_worker import RouterWorker
 
@@ -83,6 +86,47 @@ def stack_environment(mode: str, tmp_path: Path, database_url: str, prefix: str)
     return env
 
 
+class _WatchedQueue:
+    """The stack's queue as one router worker sees it, noting when the worker asks for drafts.
+
+    The worker settles a batch before it asks again, and a receive waits only while nothing
+    is there to hand out (RabbitMQ's prefetch buffer included): a worker that is waiting in,
+    or came back empty from, a request made after some moment holds nothing from before it.
+    """
+
+    def __init__(self, queue: QueueBackend, drafts: str) -> None:
+        self._queue = queue
+        self._drafts = drafts
+        self._asking_since: float | None = None  # the request it is waiting in, if any
+        self._empty_since = float("-inf")  # the last request that came back empty
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
+
+    async def receive(self, queue: str, max_messages: int, timeout: float) -> list[Delivery]:
+        if queue != self._drafts:
+            return await self._queue.receive(queue, max_messages, timeout)
+        asked = self._asking_since = time.monotonic()
+        try:
+            deliveries = await self._queue.receive(queue, max_messages, timeout)
+        finally:
+            self._asking_since = None
+        if not deliveries:
+            self._empty_since = asked
+        return deliveries
+
+    def idle_since(self, moment: float) -> bool:
+        asking = self._asking_since
+        return self._empty_since >= moment or (asking is not None and asking >= moment)
+
+
+@dataclass
+class _Running:
+    task: asyncio.Task[None]
+    stopping: asyncio.Event
+    queue: _WatchedQueue
+
+
 class Stack:
     def __init__(self, mode: str, tmp_path: Path, env: dict[str, str]) -> None:
         self.mode = mode
@@ -90,7 +134,7 @@ class Stack:
         self.env = env
         self.settings: Settings = load_settings(CONFIG, environ=env)
         self.runtime: Runtime | None = None
-        self._tasks: list[tuple[asyncio.Task[None], asyncio.Event]] = []
+        self._routers: list[_Running] = []
 
     @property
     def rt(self) -> Runtime:
@@ -119,23 +163,57 @@ class Stack:
 
     def start_router(self, router: Router | None = None) -> RouterWorker:
         settings = self.settings
+        queue = _WatchedQueue(self.rt.queue, self.rt.names.drafts)
         worker = RouterWorker(
             settings=settings,
-            queue=self.rt.queue,
+            queue=queue,
             database=self.rt.database,
             router=router or Router(settings),
             calendar=WorkCalendar(settings.calendar, settings.organisation.timezone),
             metrics=self.rt.metrics,
         )
         stopping = asyncio.Event()
-        self._tasks.append((asyncio.create_task(worker.run(stopping)), stopping))
+        self._routers.append(_Running(asyncio.create_task(worker.run(stopping)), stopping, queue))
         return worker
 
     async def stop_routers(self) -> None:
-        for _, stopping in self._tasks:
-            stopping.set()
-        await asyncio.gather(*(task for task, _ in self._tasks))
-        self._tasks.clear()
+        for running in self._routers:
+            running.stopping.set()
+        await asyncio.gather(*(running.task for running in self._routers))
+        self._routers.clear()
+
+    async def drain(self, *, stop: bool = False, timeout: float = 60.0) -> int:
+        """Route what was published: wait until no draft is waiting in the drafts queue and
+        every running router (one is started when none runs) has settled all it took (made
+        the tickets, placed the mail, retried or dead-lettered); with ``stop``, stop the
+        routers then (join them). Retries scheduled for later are not waited for.
+        Returns the number of tickets, final for what was published before the call."""
+        if not self._routers:
+            self.start_router()
+        deadline = time.monotonic() + timeout
+        while True:
+            if await self.rt.queue.depth(self.rt.names.drafts) == 0:
+                # Nothing waits: what is left is in the routers' hands (RabbitMQ's prefetch
+                # buffer included). Each router asks again once it has settled it.
+                emptied = time.monotonic()
+                while not all(r.queue.idle_since(emptied) for r in self._routers):
+                    self._check_routers(deadline)
+                    await asyncio.sleep(0.02)
+                if await self.rt.queue.depth(self.rt.names.drafts) == 0:
+                    break
+            self._check_routers(deadline)
+            await asyncio.sleep(0.02)
+        if stop:
+            await self.stop_routers()
+        return await self.ticket_count()
+
+    def _check_routers(self, deadline: float) -> None:
+        for running in self._routers:
+            if running.task.done():
+                running.task.result()  # its exception, if it died of one
+                raise AssertionError("a router stopped while the drafts were draining")
+        if time.monotonic() > deadline:
+            raise AssertionError("the drafts queue did not drain in time")
 
     async def ticket_count(self) -> int:
         async with self.rt.database.sessions() as session:
@@ -208,3 +286,19 @@ def make_draft(
     }
     data.update(fields)
     return TicketDraft.model_validate(data)
+
+
+async def ticket_of(stack: Stack, number: str) -> dict[str, Any]:
+    """The ticket as the API shows it (events, links, complainant)."""
+    async with stack.rt.database.sessions() as session:
+        ticket = await find_ticket(session, number)
+        assert ticket is not None, f"no ticket {number}"
+        return await ticket_json(session, ticket)
+
+
+def events(ticket: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [e for e in ticket["events"] if e["kind"] == kind]
+
+
+def notes(ticket: dict[str, Any]) -> list[str]:
+    return [e["detail"]["note"] for e in events(ticket, "intake_note")]

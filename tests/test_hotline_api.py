@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,38 +16,11 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from ingest.cli import main
-from ingest.http import create_app
 from store.models import Complainant, InboundItem, IntakeNumber, Ticket
-from tests.stack import CONFIG, Stack
+from tests.stack import CONFIG, Stack, notes, ticket_of
+from tests.support_http import AGENT_TOKENS, STAFF_TOKEN, api_client
 
-TOKENS = {"1001": "agent-1001-token-abcdefgh", "1002": "agent-1002-token-ijklmnop"}
-
-
-@pytest.fixture(autouse=True)
-def agent_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The shipped config reads the agents' tokens from these variables."""
-    monkeypatch.setenv("SHOULI_AGENT_1001_TOKEN", TOKENS["1001"])
-    monkeypatch.setenv("SHOULI_AGENT_1002_TOKEN", TOKENS["1002"])
-
-
-@pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with _client(stack) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def embedded_client(embedded_stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with _client(embedded_stack) as opened:
-        yield opened
-
-
-def _client(stack: Stack) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(stack.rt)),
-        base_url="http://shouli.test",
-        headers={"Authorization": f"Bearer {TOKENS['1001']}"},
-    )
+pytestmark = pytest.mark.usefixtures("agent_tokens")
 
 
 def call(**fields: Any) -> dict[str, Any]:
@@ -76,15 +48,6 @@ def call(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in record.items() if v is not None}
 
 
-async def ticket_of(stack: Stack, number: str) -> dict[str, Any]:
-    from store.tickets import find_ticket, ticket_json
-
-    async with stack.rt.database.sessions() as session:
-        ticket = await find_ticket(session, number)
-        assert ticket is not None, f"no ticket {number}"
-        return await ticket_json(session, ticket)
-
-
 async def complainant_of(stack: Stack, number: str) -> Complainant:
     async with stack.rt.database.sessions() as session:
         row = (
@@ -97,20 +60,15 @@ async def complainant_of(stack: Stack, number: str) -> Complainant:
         return row
 
 
-def notes(ticket: dict[str, Any]) -> list[str]:
-    return [e["detail"]["note"] for e in ticket["events"] if e["kind"] == "intake_note"]
-
-
 async def test_a_call_becomes_a_phone_ticket_with_the_agent_as_first_contact(
-    stack: Stack, client: httpx.AsyncClient
+    stack: Stack, agent_api: httpx.AsyncClient
 ) -> None:
     record = call()
-    response = await client.post("/api/calls", json=record)
+    response = await agent_api.post("/api/calls", json=record)
     assert response.status_code == 201, response.text
     number = response.json()["number"]
     assert response.json() == {"number": number}
-    stack.start_router()
-    assert await stack.wait_for_tickets(1) == 1
+    assert await stack.drain() == 1
 
     ticket = await ticket_of(stack, number)
     assert ticket["channel"] == "phone"
@@ -140,33 +98,32 @@ async def test_a_call_becomes_a_phone_ticket_with_the_agent_as_first_contact(
 
 
 async def test_the_same_call_id_again_answers_200_with_the_same_number(
-    stack: Stack, client: httpx.AsyncClient
+    stack: Stack, agent_api: httpx.AsyncClient
 ) -> None:
     record = call()
-    first = await client.post("/api/calls", json=record)
-    again = await client.post("/api/calls", json=record)
+    first = await agent_api.post("/api/calls", json=record)
+    again = await agent_api.post("/api/calls", json=record)
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json() == first.json()
-    stack.start_router()
-    assert await stack.wait_for_tickets(1) == 1
-    after = await client.post("/api/calls", json=record)
+    assert await stack.drain() == 1
+    after = await agent_api.post("/api/calls", json=record)
     assert (after.status_code, after.json()) == (200, first.json())
     assert await stack.ticket_count() == 1
 
 
 async def test_calls_need_an_agent_token(
-    embedded_stack: Stack, embedded_client: httpx.AsyncClient
+    embedded_stack: Stack, embedded_agent_api: httpx.AsyncClient
 ) -> None:
     cases = {
         "": "unauthenticated",
         "Bearer ": "unauthenticated",
-        f"Basic {TOKENS['1001']}": "unauthenticated",
+        f"Basic {AGENT_TOKENS['1001']}": "unauthenticated",
         "Bearer not-a-token-of-anyone-at-all": "invalid_token",
         # A staff token is for the ticket API; it does not make its holder an agent.
-        "Bearer dev-staff-token-change-me": "invalid_token",
+        f"Bearer {STAFF_TOKEN}": "invalid_token",
     }
     for header, code in cases.items():
-        response = await embedded_client.post(
+        response = await embedded_agent_api.post(
             "/api/calls", json=call(), headers={"Authorization": header}
         )
         assert response.status_code == 401, (header, response.text)
@@ -176,34 +133,33 @@ async def test_calls_need_an_agent_token(
 
 
 async def test_an_agent_token_cannot_file_a_call_as_another_agent(
-    embedded_stack: Stack, embedded_client: httpx.AsyncClient
+    embedded_stack: Stack, embedded_agent_api: httpx.AsyncClient
 ) -> None:
-    as_other = await embedded_client.post(
+    as_other = await embedded_agent_api.post(
         "/api/calls",
         json=call(agent_id="1001"),
-        headers={"Authorization": f"Bearer {TOKENS['1002']}"},
+        headers={"Authorization": f"Bearer {AGENT_TOKENS['1002']}"},
     )
     assert as_other.status_code == 403
     error = as_other.json()["error"]
     assert error["code"] == "agent_mismatch" and "agent_id" in error["fields"]
     assert await _reserved(embedded_stack) == 0, "nothing is stored for a refused call"
 
-    own = await embedded_client.post(
+    own = await embedded_agent_api.post(
         "/api/calls",
         json=call(agent_id=None),
-        headers={"Authorization": f"Bearer {TOKENS['1002']}"},
+        headers={"Authorization": f"Bearer {AGENT_TOKENS['1002']}"},
     )
     assert own.status_code == 201, "without agent_id the call is filed as the token's agent"
-    embedded_stack.start_router()
-    assert await embedded_stack.wait_for_tickets(1) == 1
+    assert await embedded_stack.drain() == 1
     ticket = await ticket_of(embedded_stack, own.json()["number"])
     assert ticket["first_contact"]["id"] == "1002"
 
 
 async def test_invalid_fields_are_422_and_each_is_named(
-    embedded_stack: Stack, embedded_client: httpx.AsyncClient
+    embedded_stack: Stack, embedded_agent_api: httpx.AsyncClient
 ) -> None:
-    shape = await embedded_client.post(
+    shape = await embedded_agent_api.post(
         "/api/calls",
         json=call(
             summary=None,
@@ -219,7 +175,7 @@ async def test_invalid_fields_are_422_and_each_is_named(
     assert set(error["fields"]) == {"summary", "started_at", "direction", "caller_number", "colour"}
 
     started = datetime.now(UTC) - timedelta(hours=1)
-    meaning = await embedded_client.post(
+    meaning = await embedded_agent_api.post(
         "/api/calls",
         json=call(
             started_at=started.isoformat(),
@@ -233,12 +189,12 @@ async def test_invalid_fields_are_422_and_each_is_named(
     assert set(fields) == {"ended_at", "category", "resolution"}
     assert "supply_outage" in fields["category"], "the known categories are listed"
 
-    future = await embedded_client.post(
+    future = await embedded_agent_api.post(
         "/api/calls", json=call(started_at=(datetime.now(UTC) + timedelta(days=1)).isoformat())
     )
     assert future.status_code == 422 and "started_at" in future.json()["error"]["fields"]
 
-    not_json = await embedded_client.post(
+    not_json = await embedded_agent_api.post(
         "/api/calls", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert not_json.status_code == 422
@@ -274,12 +230,12 @@ MATTERS = [
 
 
 async def test_caller_numbers_are_stored_as_e164_with_the_original_kept(
-    embedded_stack: Stack, embedded_client: httpx.AsyncClient
+    embedded_stack: Stack, embedded_agent_api: httpx.AsyncClient
 ) -> None:
     numbers: dict[str, str] = {}
     for raw, (category, summary) in zip(PHONES, MATTERS, strict=True):
         # Different matters, so none is taken for a repeat of another.
-        response = await embedded_client.post(
+        response = await embedded_agent_api.post(
             "/api/calls",
             json=call(
                 caller_number=raw,
@@ -291,8 +247,7 @@ async def test_caller_numbers_are_stored_as_e164_with_the_original_kept(
         )
         assert response.status_code == 201, (raw, response.text)
         numbers[raw] = response.json()["number"]
-    embedded_stack.start_router()
-    assert await embedded_stack.wait_for_tickets(len(PHONES)) == len(PHONES)
+    assert await embedded_stack.drain() == len(PHONES)
     for raw, (e164, anonymous, note) in PHONES.items():
         ticket = await ticket_of(embedded_stack, numbers[raw])
         complainant = await complainant_of(embedded_stack, numbers[raw])
@@ -308,14 +263,13 @@ async def test_caller_numbers_are_stored_as_e164_with_the_original_kept(
 
 
 async def test_a_withheld_caller_who_gives_a_callback_number_is_reachable_on_it(
-    embedded_stack: Stack, embedded_client: httpx.AsyncClient
+    embedded_stack: Stack, embedded_agent_api: httpx.AsyncClient
 ) -> None:
-    response = await embedded_client.post(
+    response = await embedded_agent_api.post(
         "/api/calls", json=call(caller_number="unknown", contact_number="139-0000-1111")
     )
     number = response.json()["number"]
-    embedded_stack.start_router()
-    assert await embedded_stack.wait_for_tickets(1) == 1
+    assert await embedded_stack.drain() == 1
     ticket = await ticket_of(embedded_stack, number)
     assert ticket["complainant"]["phone"] == "+8613900001111"
     assert ticket["complainant"]["anonymous"] is False
@@ -323,9 +277,9 @@ async def test_a_withheld_caller_who_gives_a_callback_number_is_reachable_on_it(
 
 
 async def test_a_call_resolved_on_the_spot_is_closed_with_its_scripted_answer(
-    stack: Stack, client: httpx.AsyncClient
+    stack: Stack, agent_api: httpx.AsyncClient
 ) -> None:
-    response = await client.post(
+    response = await agent_api.post(
         "/api/calls",
         json=call(
             category="billing",
@@ -336,8 +290,7 @@ async def test_a_call_resolved_on_the_spot_is_closed_with_its_scripted_answer(
         ),
     )
     assert response.status_code == 201
-    stack.start_router()
-    assert await stack.wait_for_tickets(1) == 1
+    assert await stack.drain() == 1
     ticket = await ticket_of(stack, response.json()["number"])
     assert ticket["status"] == "closed"
     closed = next(e for e in ticket["events"] if e["kind"] == "closed_on_contact")
@@ -347,16 +300,16 @@ async def test_a_call_resolved_on_the_spot_is_closed_with_its_scripted_answer(
 
 
 async def test_an_after_hours_call_is_flagged_and_its_clock_starts_at_the_next_working_period(
-    embedded_stack: Stack, embedded_client: httpx.AsyncClient
+    embedded_stack: Stack, embedded_agent_api: httpx.AsyncClient
 ) -> None:
     # Saturday 2025-06-14 22:30 in Shanghai, the night line; the next working period is
     # Monday 09:00. A general complaint has 5 working days: due Friday 2025-06-20 18:00.
-    night = await embedded_client.post(
+    night = await embedded_agent_api.post(
         "/api/calls",
         json=call(started_at="2025-06-14T22:30:00+08:00", ended_at=None, account_number=None),
     )
     # Monday 2025-06-16 10:00, in service hours: due Monday 2025-06-23 10:00.
-    day = await embedded_client.post(
+    day = await embedded_agent_api.post(
         "/api/calls",
         json=call(
             started_at="2025-06-16T10:00:00+08:00",
@@ -366,8 +319,7 @@ async def test_an_after_hours_call_is_flagged_and_its_clock_starts_at_the_next_w
         ),
     )
     assert (night.status_code, day.status_code) == (201, 201)
-    embedded_stack.start_router()
-    assert await embedded_stack.wait_for_tickets(2) == 2
+    assert await embedded_stack.drain() == 2
     night_ticket = await ticket_of(embedded_stack, night.json()["number"])
     day_ticket = await ticket_of(embedded_stack, day.json()["number"])
     assert "after_hours" in notes(night_ticket)
@@ -384,27 +336,26 @@ async def test_a_call_is_answered_503_while_the_queue_is_down_and_the_retry_keep
 ) -> None:
     # Distributed only: the embedded queue is the store itself, down only with the store.
     stack = distributed_stack
-    async with _client(stack) as client:
+    async with api_client(stack.rt, token=AGENT_TOKENS["1001"]) as agent_api:
         record = call()
         await stack.rt.queue.close()
         try:
-            down = await client.post("/api/calls", json=record)
+            down = await agent_api.post("/api/calls", json=record)
         finally:
             await stack.rt.queue.connect()
         assert down.status_code == 503
         assert down.headers["retry-after"] and down.json()["error"]["code"] == "queue_unavailable"
-        retry = await client.post("/api/calls", json=record)
+        retry = await agent_api.post("/api/calls", json=record)
         assert retry.status_code == 200
-        stack.start_router()
-        assert await stack.wait_for_tickets(1) == 1
+        assert await stack.drain() == 1
         ticket = await ticket_of(stack, retry.json()["number"])
         assert ticket["source_key"] == record["call_id"]
 
 
 async def test_the_api_description_documents_post_api_calls(
-    embedded_client: httpx.AsyncClient,
+    embedded_agent_api: httpx.AsyncClient,
 ) -> None:
-    spec = (await embedded_client.get("/openapi.json")).json()
+    spec = (await embedded_agent_api.get("/openapi.json")).json()
     operation = spec["paths"]["/api/calls"]["post"]
     assert {"200", "201", "401", "403", "422", "503"} <= set(operation["responses"])
     schema = spec["components"]["schemas"]["CallRecord"]

@@ -21,10 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.stack import Stack
-from tests.test_hotline_api import TOKENS, call
+from tests.stack import Stack, events
+from tests.support_http import AGENT_TOKENS, STAFF, agent_env, bearer
+from tests.test_hotline_api import call
 from tests.test_processes import _free_port, _wait_ready
-from tests.test_referral_support import REGULATOR, SECRETS, STAFF, events, fixture, signed
+from tests.test_referral_support import REGULATOR, SECRETS, fixture, signed
 from tests.test_web_support import complaint_fields
 from workers.registry import WORKERS
 
@@ -89,7 +90,7 @@ async def _drive(base: str, smtp_port: int, stack: Stack) -> list[str]:
         hotline = await client.post(
             "/api/calls",
             json=call(caller_number=CALL_PHONE, summary=CALL_SENTENCE),
-            headers={"Authorization": f"Bearer {TOKENS['1001']}"},
+            headers=bearer(AGENT_TOKENS["1001"]),
         )
         assert hotline.status_code == 201, hotline.text
         by_phone = await client.post(
@@ -152,9 +153,8 @@ async def test_every_line_of_a_multi_channel_run_is_masked_json_including_librar
     env = (
         stack.process_env()
         | SECRETS
+        | agent_env()
         | {
-            "SHOULI_AGENT_1001_TOKEN": TOKENS["1001"],
-            "SHOULI_AGENT_1002_TOKEN": TOKENS["1002"],
             "SHOULI_HTTP__PORT": str(port),
             "SHOULI_EMAIL__SMTP__PORT": str(smtp_port),
             "SHOULI_ORGANISATION__PUBLIC_URL": base,

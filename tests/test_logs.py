@@ -10,7 +10,6 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import structlog
 from starlette.applications import Starlette
@@ -21,6 +20,7 @@ from starlette.routing import Route
 from ingest.access_log import AccessLog
 from ingest.logs import configure_logging, redact_text
 from ingest.settings import LogFormat, LoggingSettings
+from tests.support_http import api_client
 
 
 @pytest.fixture(autouse=True)
@@ -147,8 +147,7 @@ async def test_the_access_log_has_one_masked_line_per_request(
             ]
         )
     )
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    async with api_client(app, base_url="http://t", raise_app_exceptions=False) as client:
         await client.get(
             "/api/complaints/TS202611-000001/progress",
             params={"contact": "+86 138 1234 5678", "lang": "en"},

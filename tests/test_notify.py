@@ -38,11 +38,10 @@ from store.notification_models import Notification
 from store.notifications import queue_acknowledgements
 from store.tickets import NewTicket, find_ticket, ticket_json
 from tests.stack import Stack, make_draft
-from tests.test_web_support import client as web_client
+from tests.support_http import STAFF, api_client
 from tests.test_web_support import complaint_fields
 from workers.notify import NotifyWorker
 
-STAFF = {"Authorization": "Bearer dev-staff-token-change-me"}
 SENDER = "noreply@water.example.cn"
 FAST = OutboxSettings(
     poll_interval_seconds=0.05,
@@ -250,7 +249,7 @@ async def test_an_email_complaint_is_acknowledged_in_its_thread_with_a_working_p
     assert "96116" in text and "reply to this mail" in text and "直接回复本邮件" in text
     token = token_in(text, stack)
 
-    async with web_client(stack.rt) as client:
+    async with api_client(stack.rt) as client:
         page = await client.get(f"/progress/{token}")
         api = await client.get(f"/api/progress/{token}")
         # The link and a "number + contact" inquiry agree on the contact.
@@ -268,7 +267,7 @@ async def test_an_email_complaint_is_acknowledged_in_its_thread_with_a_working_p
 
 
 async def test_a_web_complaint_with_an_email_contact_is_acknowledged(stack: Stack) -> None:
-    async with web_client(stack.rt) as client:
+    async with api_client(stack.rt) as client:
         answer = await client.post(
             "/api/complaints", data=complaint_fields(contact="Li.Si@Example.CN")
         )
@@ -442,7 +441,7 @@ async def test_an_urge_notifies_the_departments_mailbox_without_personal_data(
     water = make_draft(category="water_quality", channel=Channel.API)
     billing = make_draft(category="billing", channel=Channel.API, body="水费账单金额异常，请核实。")
     numbers = await make_tickets(stack, water, billing)
-    async with web_client(stack.rt) as client:
+    async with api_client(stack.rt) as client:
         for number in numbers:
             urged = await client.post(
                 f"/api/tickets/{number}/events", json={"kind": "urge"}, headers=STAFF

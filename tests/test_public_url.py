@@ -12,6 +12,7 @@ import pytest
 from ingest.runtime import Runtime
 from ingest.settings import Settings, load_settings
 from tests.stack import CONFIG, Stack
+from tests.support_http import api_client
 from tests.test_notify import (
     Sink,
     all_sent,
@@ -22,7 +23,6 @@ from tests.test_notify import (
     sweep_until,
     with_email,
 )
-from tests.test_web_support import client as web_client
 from tests.test_web_support import complaint_fields
 
 OTHER_PORT = 8123
@@ -79,7 +79,7 @@ async def test_the_answer_page_links_to_this_instance_on_its_own_port(
     embedded_stack: Stack,
 ) -> None:
     runtime = on_other_port(embedded_stack.rt)
-    async with web_client(runtime) as client:
+    async with api_client(runtime) as client:
         response = await client.post("/api/complaints", data=complaint_fields())
     assert response.status_code == 201, response.text
     url = response.json()["progress_url"]

@@ -6,8 +6,8 @@ import dataclasses
 
 from ingest.settings import StaffToken
 from tests.stack import Stack
+from tests.support_http import api_client
 from tests.test_referral_support import (  # referral_secrets: the autouse env fixture
-    asgi_client,
     order,
     post_signed,
     referral_secrets,  # noqa: F401
@@ -27,7 +27,7 @@ async def test_a_confidential_complainant_is_hidden_from_the_handling_department
         update={"auth": stack.settings.auth.model_copy(update={"staff": staff})}
     )
     runtime = dataclasses.replace(stack.rt, settings=settings)
-    async with asgi_client(runtime) as client:
+    async with api_client(runtime) as client:
         secret = await post_signed(client, order(工单编号="SECRET-1", 是否保密="是"))
         public = await post_signed(client, order(工单编号="OPEN-1", 是否保密="否"))
         assert secret.status_code == public.status_code == 201

@@ -13,18 +13,16 @@ import pytest
 
 from channels.referral.dropfolder import is_temporary
 from ingest.runtime import Runtime
-from tests.stack import Stack
+from tests.stack import Stack, events, ticket_of
+from tests.support_http import api_client
 from tests.test_referral_support import (  # noqa: F401  (fixtures)
     FIXTURES,
-    asgi_client,
-    events,
     order,
     post_signed,
     referral_secrets,
     referrals_worker,
     runtime_with,
     source_changes,
-    ticket_of,
 )
 
 
@@ -215,7 +213,7 @@ async def test_an_unusable_drop_folder_does_not_stop_the_other_steps(
     try:
         with pytest.raises(OSError):
             await worker.sweep()  # strict, as in tests: the failure is raised
-        async with asgi_client(embedded_stack.rt) as client:
+        async with api_client(embedded_stack.rt) as client:
             assert (await post_signed(client, order())).status_code == 201
         embedded_stack.start_router()
         assert await embedded_stack.wait_for_tickets(1) == 1

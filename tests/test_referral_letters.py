@@ -11,15 +11,12 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from tests.stack import Stack
+from tests.stack import Stack, events, notes, ticket_of
+from tests.support_http import STAFF
 from tests.test_referral_support import (  # noqa: F401  (fixtures)
-    STAFF,
     client,
     embedded_client,
-    events,
-    notes,
     referral_secrets,
-    ticket_of,
 )
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -33,16 +33,13 @@ from ingest.queue import QueueUnavailable
 from ingest.runtime import Runtime
 from ingest.settings import ConfigError, load_settings
 from store.models import Ticket
-from tests.stack import CONFIG, Stack
+from tests.stack import CONFIG, Stack, events, notes, ticket_of
 from tests.test_referral_support import (  # noqa: F401  (fixtures)
     FIXTURES,
-    events,
-    notes,
     order,
     referral_secrets,
     runtime_with,
     source_changes,
-    ticket_of,
 )
 
 REFERRAL_BOX = "12345@water.example.cn"

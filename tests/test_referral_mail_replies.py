@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import json
 import socket
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email import message_from_bytes, policy
@@ -24,23 +23,21 @@ from channels.referral.settings import ReplyRoute, ReplySettings
 from ingest.queues import QueueNames
 from ingest.runtime import Runtime
 from store.models import DeadLetter
-from store.referral_models import ReferralOutbox
-from tests.stack import Stack
+from tests.stack import Stack, events, ticket_of
+from tests.support_http import STAFF, api_client
 from tests.test_referral_support import (  # noqa: F401  (fixtures)
     REGULATOR,
-    STAFF,
-    asgi_client,
-    events,
     fixture,
+    handled_referral,
     order,
+    outbox,
     post_signed,
     referral_secrets,
     referrals_worker,
     runtime_with,
     source_changes,
-    ticket_of,
+    sweep_until,
 )
-from workers.referrals import ReferralsWorker
 
 FAST = ReplySettings(
     max_attempts=4, retry_base_seconds=0.05, retry_max_seconds=0.2, timeout_seconds=5
@@ -104,42 +101,6 @@ def _runtime(stack: Stack, port: int, source: str = "housing-regulator") -> Runt
     return dataclasses.replace(runtime, settings=settings)
 
 
-async def _handled_referral(stack: Stack, runtime: Runtime) -> str:
-    async with asgi_client(runtime) as client:
-        placed = await post_signed(
-            client, fixture("generic-order.json"), source="housing-regulator", secret=REGULATOR
-        )
-        assert placed.status_code == 201, placed.text
-        number: str = placed.json()["number"]
-        stack.start_router()
-        assert await stack.wait_for_tickets(1) == 1
-        handled = await client.post(
-            f"/api/tickets/{number}/events",
-            json={
-                "kind": "handle",
-                "detail": {"result": "已更换小区二次供水水箱，水质检测合格", "result_code": "01"},
-            },
-            headers=STAFF,
-        )
-        assert handled.status_code == 201, handled.text
-    return number
-
-
-async def _outbox(stack: Stack) -> list[ReferralOutbox]:
-    async with stack.rt.database.sessions() as session:
-        return list((await session.execute(select(ReferralOutbox))).scalars())
-
-
-async def _sweep_until(worker: ReferralsWorker, stack: Stack, status: str, count: int = 1) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        await worker.sweep()
-        if sum(row.status == status for row in await _outbox(stack)) >= count:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no {count} outbox row(s) {status} in time")
-
-
 def _parsed(raw: bytes) -> EmailMessage:
     message = message_from_bytes(raw, policy=policy.default)
     assert isinstance(message, EmailMessage)
@@ -156,15 +117,14 @@ async def test_a_reply_and_a_sign_for_confirmation_go_back_by_mail(stack: Stack)
     sink = Sink()
     with sink_on(sink) as port:
         runtime = _runtime(stack, port, source="gov12345")
-        async with asgi_client(runtime) as client:
+        async with api_client(runtime) as client:
             placed = await post_signed(client, order())
             assert placed.status_code == 201, placed.text
             number = placed.json()["number"]
-            stack.start_router()
-            assert await stack.wait_for_tickets(1) == 1
+            assert await stack.drain() == 1
             worker = referrals_worker(stack, runtime)
             try:
-                await _sweep_until(worker, stack, "sent")  # the 签收 confirmation
+                await sweep_until(worker, stack, "sent")  # the 签收 confirmation
                 handled = await client.post(
                     f"/api/tickets/{number}/events",
                     json={
@@ -174,7 +134,7 @@ async def test_a_reply_and_a_sign_for_confirmation_go_back_by_mail(stack: Stack)
                     headers=STAFF,
                 )
                 assert handled.status_code == 201, handled.text
-                await _sweep_until(worker, stack, "sent", count=2)
+                await sweep_until(worker, stack, "sent", count=2)
             finally:
                 await worker.close()
     assert [rcpt for rcpt, _ in sink.accepted] == [[REPLY_TO], [REPLY_TO]]
@@ -206,10 +166,10 @@ async def test_a_mail_reply_refused_with_451_twice_is_sent_on_the_third_attempt(
     sink = Sink(fail_first=2)
     with sink_on(sink) as port:
         runtime = _runtime(stack, port)
-        number = await _handled_referral(stack, runtime)
+        number = await handled_referral(stack, runtime)
         worker = referrals_worker(stack, runtime)
         try:
-            await _sweep_until(worker, stack, "sent")
+            await sweep_until(worker, stack, "sent")
         finally:
             await worker.close()
     assert len(sink.attempts) == 3 and len(sink.accepted) == 1
@@ -223,7 +183,7 @@ async def test_a_mail_reply_refused_with_451_twice_is_sent_on_the_third_attempt(
     assert [a["detail"]["delivered"] for a in attempts] == [False, False, True]
     assert [a["detail"]["status"] for a in attempts] == [451, 451, 250]
     assert all(a["detail"]["next_attempt_at"] for a in attempts[:2])
-    (row,) = await _outbox(stack)
+    (row,) = await outbox(stack)
     assert (row.status, row.attempts) == ("sent", 3)
 
 
@@ -231,10 +191,10 @@ async def test_a_mail_reply_refused_with_550_is_a_dead_letter_at_once(stack: Sta
     sink = Sink(fail_first=None, fail_reply="550 5.7.1 Not accepted here")
     with sink_on(sink) as port:
         runtime = _runtime(stack, port)
-        number = await _handled_referral(stack, runtime)
+        number = await handled_referral(stack, runtime)
         worker = referrals_worker(stack, runtime)
         try:
-            await _sweep_until(worker, stack, "dead")
+            await sweep_until(worker, stack, "dead")
             await asyncio.sleep(0.3)
             await worker.sweep()
         finally:
@@ -255,10 +215,10 @@ async def test_a_mail_server_that_is_down_is_retried_not_dead(embedded_stack: St
     port = _free_port()  # nothing listens here
     runtime = _runtime(embedded_stack, port)
     runtime = runtime_with(runtime, replies=FAST.model_copy(update={"max_attempts": 2}))
-    number = await _handled_referral(embedded_stack, runtime)
+    number = await handled_referral(embedded_stack, runtime)
     worker = referrals_worker(embedded_stack, runtime)
     try:
-        await _sweep_until(worker, embedded_stack, "dead")
+        await sweep_until(worker, embedded_stack, "dead")
     finally:
         await worker.close()
     ticket = await ticket_of(embedded_stack, number)

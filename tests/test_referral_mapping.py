@@ -15,18 +15,15 @@ from channels.referral.mapping import MappingError, map_order
 from channels.referral.payload import PayloadError, parse_payload
 from channels.referral.settings import RequestType, UpdateKind
 from ingest.settings import load_settings
-from tests.stack import CONFIG, Stack
+from tests.stack import CONFIG, Stack, events, notes, ticket_of
 from tests.test_referral_support import (  # noqa: F401  (fixtures)
     FIXTURES,
     REGULATOR,
     embedded_client,
-    events,
     fixture,
-    notes,
     order,
     post_signed,
     referral_secrets,
-    ticket_of,
 )
 
 SETTINGS = load_settings(CONFIG, environ={})

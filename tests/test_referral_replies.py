@@ -17,25 +17,23 @@ from channels.referral.signature import verify
 from ingest.queues import QueueNames
 from ingest.runtime import Runtime
 from store.models import DeadLetter
-from store.referral_models import ReferralOutbox
-from tests.stack import Stack
+from tests.stack import Stack, events, ticket_of
+from tests.support_http import STAFF, api_client
 from tests.test_referral_support import (  # noqa: F401  (fixtures)
     REGULATOR,
-    STAFF,
     Receiver,
-    asgi_client,
-    events,
     fixture,
+    handled_referral,
     order,
+    outbox,
     post_signed,
     referral_secrets,
     referrals_worker,
     reply_to,
     runtime_with,
     source_changes,
-    ticket_of,
+    sweep_until,
 )
-from workers.referrals import ReferralsWorker
 
 FAST = ReplySettings(
     max_attempts=4, retry_base_seconds=0.05, retry_max_seconds=0.2, timeout_seconds=5
@@ -51,55 +49,16 @@ def _runtime(stack: Stack, url: str, source: str = "housing-regulator", **change
     )
 
 
-async def _handled_referral(stack: Stack, runtime: Runtime) -> str:
-    async with asgi_client(runtime) as client:
-        placed = await post_signed(
-            client, fixture("generic-order.json"), source="housing-regulator", secret=REGULATOR
-        )
-        assert placed.status_code == 201, placed.text
-        number: str = placed.json()["number"]
-        stack.start_router()
-        assert await stack.wait_for_tickets(1) == 1
-        handled = await client.post(
-            f"/api/tickets/{number}/events",
-            json={
-                "kind": "handle",
-                "detail": {"result": "已更换小区二次供水水箱，水质检测合格", "result_code": "01"},
-            },
-            headers=STAFF,
-        )
-        assert handled.status_code == 201, handled.text
-    return number
-
-
-async def _sweep_until(worker: ReferralsWorker, done: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await worker.sweep()
-        if await done():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the outbox did not get there in time")
-
-
-async def _outbox(stack: Stack) -> list[ReferralOutbox]:
-    async with stack.rt.database.sessions() as session:
-        return list((await session.execute(select(ReferralOutbox))).scalars())
-
-
 async def test_a_reply_reaches_a_receiver_that_fails_twice_on_the_third_attempt(
     stack: Stack,
 ) -> None:
     async with Receiver(fail_first=2) as receiver:
         runtime = _runtime(stack, receiver.url)
-        number = await _handled_referral(stack, runtime)
+        number = await handled_referral(stack, runtime)
         worker = referrals_worker(stack, runtime)
 
-        async def sent() -> bool:
-            return any(row.status == "sent" for row in await _outbox(stack))
-
         try:
-            await _sweep_until(worker, sent)
+            await sweep_until(worker, stack, "sent")
         finally:
             await worker.close()
     assert len(receiver.requests) == 3
@@ -130,7 +89,7 @@ async def test_a_reply_reaches_a_receiver_that_fails_twice_on_the_third_attempt(
     assert [a["detail"]["status"] for a in attempts] == [503, 503, 200]
     assert all(a["detail"]["next_attempt_at"] for a in attempts[:2])
     assert len(events(ticket, "reply_delivered")) == 1
-    (row,) = await _outbox(stack)
+    (row,) = await outbox(stack)
     assert (row.kind, row.status, row.attempts) == ("reply", "sent", 3)
 
 
@@ -139,14 +98,11 @@ async def test_a_reply_never_accepted_becomes_a_dead_letter_and_can_be_replayed(
 ) -> None:
     async with Receiver(fail_first=None, fail_status=500) as receiver:
         runtime = _runtime(stack, receiver.url)
-        number = await _handled_referral(stack, runtime)
+        number = await handled_referral(stack, runtime)
         worker = referrals_worker(stack, runtime)
 
-        async def dead() -> bool:
-            return any(row.status == "dead" for row in await _outbox(stack))
-
         try:
-            await _sweep_until(worker, dead)
+            await sweep_until(worker, stack, "dead")
             await asyncio.sleep(0.3)
             await worker.sweep()
             assert len(receiver.requests) == FAST.max_attempts, "no attempt after the last one"
@@ -168,10 +124,7 @@ async def test_a_reply_never_accepted_becomes_a_dead_letter_and_can_be_replayed(
             code, out, err = await stack.shouli("dead-letters", "replay", str(letter.id))
             assert code == 0, err
 
-            async def sent() -> bool:
-                return any(row.status == "sent" for row in await _outbox(stack))
-
-            await _sweep_until(worker, sent)
+            await sweep_until(worker, stack, "sent")
         finally:
             await worker.close()
     ticket = await ticket_of(stack, number)
@@ -182,14 +135,11 @@ async def test_a_reply_never_accepted_becomes_a_dead_letter_and_can_be_replayed(
 async def test_a_reply_refused_with_a_4xx_is_dead_at_once(embedded_stack: Stack) -> None:
     async with Receiver(fail_first=None, fail_status=401) as receiver:
         runtime = _runtime(embedded_stack, receiver.url)
-        await _handled_referral(embedded_stack, runtime)
+        await handled_referral(embedded_stack, runtime)
         worker = referrals_worker(embedded_stack, runtime)
 
-        async def dead() -> bool:
-            return any(row.status == "dead" for row in await _outbox(embedded_stack))
-
         try:
-            await _sweep_until(worker, dead)
+            await sweep_until(worker, embedded_stack, "dead")
         finally:
             await worker.close()
     assert len(receiver.requests) == 1
@@ -209,18 +159,14 @@ async def test_a_sign_for_confirmation_goes_back_when_the_ticket_is_registered(
 ) -> None:
     async with Receiver() as receiver:
         runtime = _runtime(embedded_stack, receiver.url, source="gov12345")
-        async with asgi_client(runtime) as client:
+        async with api_client(runtime) as client:
             placed = await post_signed(client, order())
         number = placed.json()["number"]
-        embedded_stack.start_router()
-        assert await embedded_stack.wait_for_tickets(1) == 1
+        assert await embedded_stack.drain() == 1
         worker = referrals_worker(embedded_stack, runtime)
 
-        async def sent() -> bool:
-            return any(row.status == "sent" for row in await _outbox(embedded_stack))
-
         try:
-            await _sweep_until(worker, sent)
+            await sweep_until(worker, embedded_stack, "sent")
         finally:
             await worker.close()
     (request,) = receiver.requests
@@ -244,18 +190,12 @@ async def test_a_returned_order_handled_again_sends_a_second_reply(
 ) -> None:
     async with Receiver() as receiver:
         runtime = _runtime(embedded_stack, receiver.url)
-        number = await _handled_referral(embedded_stack, runtime)
+        number = await handled_referral(embedded_stack, runtime)
         worker = referrals_worker(embedded_stack, runtime)
 
-        async def replies(count: int) -> Any:
-            async def check() -> bool:
-                return sum(r.status == "sent" for r in await _outbox(embedded_stack)) >= count
-
-            return check
-
         try:
-            await _sweep_until(worker, await replies(1))
-            async with asgi_client(runtime) as client:
+            await sweep_until(worker, embedded_stack, "sent")
+            async with api_client(runtime) as client:
                 returned = {
                     "order_id": "HR-2026-11-0457",
                     "type": "returned",
@@ -271,7 +211,7 @@ async def test_a_returned_order_handled_again_sends_a_second_reply(
                     headers=STAFF,
                 )
                 assert again.status_code == 201, again.text
-            await _sweep_until(worker, await replies(2))
+            await sweep_until(worker, embedded_stack, "sent", count=2)
         finally:
             await worker.close()
     assert [json.loads(r.body)["result"] for r in receiver.requests] == [
@@ -286,16 +226,16 @@ async def test_a_withdrawal_cancels_replies_not_yet_sent(embedded_stack: Stack) 
         runtime = runtime_with(
             runtime, replies=FAST.model_copy(update={"retry_base_seconds": 60.0})
         )
-        number = await _handled_referral(embedded_stack, runtime)
+        number = await handled_referral(embedded_stack, runtime)
         worker = referrals_worker(embedded_stack, runtime)
         try:
             await worker.sweep()  # one failed attempt; the next one is a minute away
-            async with asgi_client(runtime) as client:
+            async with api_client(runtime) as client:
                 withdrawal = {"order_id": "HR-2026-11-0457", "type": "withdrawal", "reason": "撤诉"}
                 await post_signed(client, withdrawal, source="housing-regulator", secret=REGULATOR)
         finally:
             await worker.close()
-    (row,) = await _outbox(embedded_stack)
+    (row,) = await outbox(embedded_stack)
     assert row.status == "cancelled"
     (withdrawn,) = events(await ticket_of(embedded_stack, number), "referral_withdrawn")
     assert withdrawn["detail"]["replies_cancelled"] == 1

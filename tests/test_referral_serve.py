@@ -14,13 +14,12 @@ import httpx
 from click.testing import CliRunner
 
 from ingest.cli import main
-from tests.stack import CONFIG, Stack
+from tests.stack import CONFIG, Stack, events
+from tests.support_http import STAFF
 from tests.test_processes import _free_port, _wait_ready
 from tests.test_referral_support import (  # noqa: F401  (fixtures)
     REGULATOR,
     SECRETS,
-    STAFF,
-    events,
     fixture,
     referral_secrets,
     signed,

@@ -17,10 +17,10 @@ from channels.referral.signature import SignatureRejected, sign, verify
 from store.models import IntakeNumber
 from store.referral_models import ReferralSignature
 from tests.stack import Stack
+from tests.support_http import api_client
 from tests.test_referral_support import (  # noqa: F401  (fixtures)
     GOV,
     REGULATOR,
-    asgi_client,
     client,
     embedded_client,
     encode,
@@ -214,13 +214,13 @@ async def test_a_rotated_out_secret_is_accepted_while_it_is_configured(
             embedded_stack.rt, "gov12345", previous_secret_env="SHOULI_REFERRAL_GOV12345_OLD_SECRET"
         ),
     )
-    async with asgi_client(runtime) as rotated:
+    async with api_client(runtime) as rotated:
         old = await post_signed(
             rotated, order(工单编号="ROT-1"), secret="old-gov-secret-0123456789"
         )
         new = await post_signed(rotated, order(工单编号="ROT-2"), secret=GOV)
     assert (old.status_code, new.status_code) == (201, 201)
-    async with asgi_client(embedded_stack.rt) as plain:
+    async with api_client(embedded_stack.rt) as plain:
         gone = await post_signed(plain, order(工单编号="ROT-3"), secret="old-gov-secret-0123456789")
     assert gone.status_code == 401
 

@@ -14,13 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from channels.referral.settings import ReferralSettings, ReplyRoute, WebhookReply
 from channels.referral.signature import signed_headers
-from ingest.http import create_app
 from ingest.runtime import Runtime
-from store.tickets import find_ticket, ticket_json
+from store.referral_models import ReferralOutbox
 from tests.stack import Stack
+from tests.support_http import api_client, post_events
 from workers.referrals import ReferralsWorker
 
 FIXTURES = Path(__file__).parent / "fixtures" / "referrals"
@@ -32,7 +33,6 @@ SECRETS = {
 }
 GOV = SECRETS["SHOULI_REFERRAL_GOV12345_SECRET"]
 REGULATOR = SECRETS["SHOULI_REFERRAL_REGULATOR_SECRET"]
-STAFF = {"Authorization": "Bearer dev-staff-token-change-me"}
 
 
 @pytest.fixture(autouse=True)
@@ -85,12 +85,6 @@ async def post_signed(
     return await client.post(f"/api/referrals/{source}", content=body, headers=headers)
 
 
-def asgi_client(runtime: Runtime) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(runtime)), base_url="http://shouli.test"
-    )
-
-
 def runtime_with(runtime: Runtime, **referral_changes: Any) -> Runtime:
     """The same store and queue with other ``referrals`` settings (frozen models: a copy)."""
     referrals: ReferralSettings = runtime.settings.referrals.model_copy(update=referral_changes)
@@ -108,21 +102,6 @@ def source_changes(runtime: Runtime, key: str, **changes: Any) -> Any:
 
 def reply_to(url: str, secret: str = "receiver-secret-for-tests") -> ReplyRoute:
     return ReplyRoute(webhook=WebhookReply(url=url, secret=secret))
-
-
-async def ticket_of(stack: Stack, number: str) -> dict[str, Any]:
-    async with stack.rt.database.sessions() as session:
-        ticket = await find_ticket(session, number)
-        assert ticket is not None, f"no ticket {number}"
-        return await ticket_json(session, ticket)
-
-
-def events(ticket: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    return [e for e in ticket["events"] if e["kind"] == kind]
-
-
-def notes(ticket: dict[str, Any]) -> list[str]:
-    return [e["detail"]["note"] for e in events(ticket, "intake_note")]
 
 
 @dataclasses.dataclass
@@ -179,14 +158,50 @@ class Receiver:
 
 @pytest.fixture
 async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(stack.rt) as opened:
+    async with api_client(stack.rt) as opened:
         yield opened
 
 
 @pytest.fixture
 async def embedded_client(embedded_stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(embedded_stack.rt) as opened:
+    async with api_client(embedded_stack.rt) as opened:
         yield opened
+
+
+async def handled_referral(stack: Stack, runtime: Runtime) -> str:
+    """The regulator's shipped order placed, made a ticket by the router, and handled by
+    staff: the moment its reply is owed."""
+    async with api_client(runtime) as client:
+        placed = await post_signed(
+            client, fixture("generic-order.json"), source="housing-regulator", secret=REGULATOR
+        )
+        assert placed.status_code == 201, placed.text
+        number: str = placed.json()["number"]
+        assert await stack.drain() == 1
+        await post_events(
+            client,
+            number,
+            [("handle", {"result": "已更换小区二次供水水箱，水质检测合格", "result_code": "01"})],
+        )
+    return number
+
+
+async def outbox(stack: Stack) -> list[ReferralOutbox]:
+    async with stack.rt.database.sessions() as session:
+        return list((await session.execute(select(ReferralOutbox))).scalars())
+
+
+async def sweep_until(
+    worker: ReferralsWorker, stack: Stack, status: str, count: int = 1, timeout: float = 30.0
+) -> None:
+    """Sweep the outbox until ``count`` of its rows are ``status`` (sent, dead)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await worker.sweep()
+        if sum(row.status == status for row in await outbox(stack)) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {count} outbox row(s) {status} in time")
 
 
 def referrals_worker(stack: Stack, runtime: Runtime | None = None) -> ReferralsWorker:

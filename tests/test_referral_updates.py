@@ -13,17 +13,15 @@ import httpx
 from sqlalchemy import select
 
 from store.referral_models import ReferralUpdateRecord
-from tests.stack import Stack
+from tests.stack import Stack, events, ticket_of
+from tests.support_http import STAFF
 from tests.test_referral_support import (  # noqa: F401  (fixtures)
-    STAFF,
     client,
     embedded_client,
-    events,
     order,
     post_signed,
     referral_secrets,
     referrals_worker,
-    ticket_of,
 )
 
 REF = "SZ12345-20261124-000871"

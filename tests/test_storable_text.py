@@ -33,10 +33,10 @@ from ingest.storable import storable
 from store.models import Ticket
 from store.tickets import find_ticket, ticket_json
 from tests.stack import Stack
+from tests.support_http import AGENT_TOKENS, STAFF, api_client, bearer
 from tests.test_referral_support import GOV, SECRETS, order, signed
-from tests.test_web_support import BASE_URL, complaint_fields, feedback_fields
+from tests.test_web_support import complaint_fields, feedback_fields
 
-AGENT_TOKEN = "agent-1001-token-abcdefgh"
 MAILBOX = "complaints@water.example.cn"
 
 # The corners: NUL and other C0 controls, DEL, lone surrogates of both halves, bidi marks,
@@ -70,8 +70,7 @@ AWKWARD = st.one_of(
 
 
 @pytest.fixture(autouse=True)
-def tokens(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SHOULI_AGENT_1001_TOKEN", AGENT_TOKEN)
+def tokens(monkeypatch: pytest.MonkeyPatch, agent_tokens: dict[str, str]) -> None:
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
 
@@ -169,13 +168,7 @@ class Clients:
         self.app = create_app(stack.rt)
 
     def __call__(self) -> httpx.AsyncClient:
-        address = (
-            f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{1 + secrets.randbelow(254)}"
-        )
-        return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app, client=(address, 40000)),
-            base_url=BASE_URL,
-        )
+        return api_client(self.app)
 
 
 @pytest.fixture
@@ -211,7 +204,7 @@ async def _send_call(clients: Clients, answers: Answers, texts: tuple[str, ...])
         response = await client.post(
             "/api/calls",
             content=_json_bytes(record),
-            headers={"Authorization": f"Bearer {AGENT_TOKEN}", "Content-Type": "application/json"},
+            headers=bearer(AGENT_TOKENS["1001"]) | {"Content-Type": "application/json"},
         )
     _record(answers, response)
 
@@ -267,7 +260,7 @@ async def _send_letter(clients: Clients, answers: Answers, texts: tuple[str, ...
             content=body,
             headers={
                 "Content-Type": "application/x-www-form-urlencoded",
-                "Authorization": "Bearer dev-staff-token-change-me",
+                **STAFF,
             },
         )
     _record(answers, response)

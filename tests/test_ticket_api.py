@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from ingest.http import create_app
 from router.lifecycle import IllegalTransition, allowed_actions, transition
 from tests.stack import Stack, make_draft
+from tests.support_http import api_client
 
 
 def _staff_token(stack: Stack) -> str:
@@ -18,11 +18,7 @@ def _staff_token(stack: Stack) -> str:
 
 @pytest.fixture
 async def api(embedded_stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(embedded_stack.rt))
-    headers = {"Authorization": f"Bearer {_staff_token(embedded_stack)}"}
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://t", headers=headers
-    ) as client:
+    async with api_client(embedded_stack.rt, token=_staff_token(embedded_stack)) as client:
         yield client
 
 

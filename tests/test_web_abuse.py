@@ -10,19 +10,17 @@ import pytest
 
 from channels.web.abuse import CsrfGuard
 from channels.web.settings import RateLimit, RateLimits
-from tests.stack import Stack
+from tests.stack import Stack, ticket_of
+from tests.support_http import BASE_URL, api_client
 from tests.test_web_support import (
-    BASE_URL,
     BROWSER_HEADERS,
     complaint_fields,
     feedback_fields,
     fixture,
     nothing_filed,
     open_form,
-    ticket_of,
     with_web,
 )
-from tests.test_web_support import client as web_client
 
 SECRET = "web-csrf-secret-for-tests-0123456789"
 
@@ -35,7 +33,7 @@ def csrf_secret(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_the_browser_form_with_its_token_and_cookie_is_accepted(
     embedded_stack: Stack,
 ) -> None:
-    async with web_client(embedded_stack.rt) as browser:
+    async with api_client(embedded_stack.rt) as browser:
         hidden = await open_form(browser)
         assert hidden["lang"] == "zh"
         page = await browser.post(
@@ -55,7 +53,7 @@ async def test_the_browser_form_with_its_token_and_cookie_is_accepted(
 async def test_a_browser_post_without_the_token_is_refused_and_nothing_is_filed(
     embedded_stack: Stack,
 ) -> None:
-    async with web_client(embedded_stack.rt) as browser:
+    async with api_client(embedded_stack.rt) as browser:
         await open_form(browser)  # has the cookie, but sends no token
         response = await browser.post(
             "/api/complaints", data=complaint_fields(), headers={"Origin": BASE_URL}
@@ -66,7 +64,7 @@ async def test_a_browser_post_without_the_token_is_refused_and_nothing_is_filed(
 
 
 async def test_a_token_issued_to_another_browser_is_refused(embedded_stack: Stack) -> None:
-    async with web_client(embedded_stack.rt) as victim, web_client(embedded_stack.rt) as other:
+    async with api_client(embedded_stack.rt) as victim, api_client(embedded_stack.rt) as other:
         await open_form(victim)
         stolen = await open_form(other)
         response = await victim.post(
@@ -88,7 +86,7 @@ async def test_a_form_from_another_site_is_refused_before_its_body_is_read(
         read += 1
         yield b"name=x"
 
-    async with web_client(embedded_stack.rt) as client:
+    async with api_client(embedded_stack.rt) as client:
         response = await client.post(
             "/api/complaints",
             content=body(),
@@ -106,7 +104,7 @@ async def test_a_form_from_another_site_is_refused_before_its_body_is_read(
 async def test_an_expired_form_is_shown_again_with_what_was_typed_and_a_fresh_token(
     embedded_stack: Stack,
 ) -> None:
-    async with web_client(embedded_stack.rt) as browser:
+    async with api_client(embedded_stack.rt) as browser:
         await open_form(browser)
         cookie = browser.cookies["shouli_csrf"]
         old = CsrfGuard(SECRET.encode(), 24 * 3600, clock=lambda: 1_000_000_000.0)
@@ -126,7 +124,7 @@ async def test_an_expired_form_is_shown_again_with_what_was_typed_and_a_fresh_to
 
 
 async def test_a_filled_honeypot_files_nothing(embedded_stack: Stack) -> None:
-    async with web_client(embedded_stack.rt) as client:
+    async with api_client(embedded_stack.rt) as client:
         api = await client.post(
             "/api/complaints", data=complaint_fields(website="http://cheap-pills.example")
         )
@@ -154,8 +152,8 @@ async def test_submissions_beyond_the_rate_limit_get_429_with_retry_after_per_ad
 
     app = create_app(runtime)
     async with (
-        web_client(app, ip="203.0.113.9") as busy,
-        web_client(app, ip="203.0.113.10") as calm,
+        api_client(app, ip="203.0.113.9") as busy,
+        api_client(app, ip="203.0.113.10") as calm,
     ):
         answers = [
             (await busy.post("/api/feedback", data=feedback_fields())).status_code for _ in range(4)
@@ -181,7 +179,7 @@ async def test_the_same_form_sent_twice_makes_one_ticket_and_answers_200_with_th
     stack: Stack,
 ) -> None:
     data = complaint_fields()
-    async with web_client(stack.rt) as client:
+    async with api_client(stack.rt) as client:
         first = await client.post("/api/complaints", data=data)
         again = await client.post("/api/complaints", data=data)
         stranger = await client.post(
@@ -208,7 +206,7 @@ async def test_a_double_click_sending_the_form_twice_at_once_makes_one_ticket(
     stack: Stack,
 ) -> None:
     data = complaint_fields()
-    async with web_client(stack.rt) as one, web_client(stack.rt) as two:
+    async with api_client(stack.rt) as one, api_client(stack.rt) as two:
         answers = await asyncio.gather(
             one.post(
                 "/api/complaints",
@@ -231,7 +229,7 @@ async def test_a_double_click_sending_the_form_twice_at_once_makes_one_ticket(
 
 async def test_every_echoed_value_is_escaped_on_the_page(embedded_stack: Stack) -> None:
     attack = '"><script>alert("x")</script><img src=x onerror=alert(1)>'
-    async with web_client(embedded_stack.rt) as client:
+    async with api_client(embedded_stack.rt) as client:
         page = await client.post(
             "/api/complaints?lang=zh",
             data=complaint_fields(name=attack, contact=attack, details=attack[:9], category=attack),

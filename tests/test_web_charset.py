@@ -14,9 +14,9 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
-from tests.stack import Stack
-from tests.test_web_support import client as web_client
-from tests.test_web_support import complaint_fields, fixture, shared_app, ticket_of
+from tests.stack import Stack, ticket_of
+from tests.support_http import api_client
+from tests.test_web_support import complaint_fields, fixture, shared_app
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 BOUNDARY = "----shouli-charset-boundary"
@@ -33,7 +33,7 @@ async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tupl
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def client(shared: tuple[Stack, FastAPI]) -> AsyncIterator[httpx.AsyncClient]:
-    async with web_client(shared[1]) as opened:
+    async with api_client(shared[1]) as opened:
         yield opened
 
 

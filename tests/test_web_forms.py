@@ -12,7 +12,7 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from tests.stack import Stack
-from tests.test_web_support import client as web_client
+from tests.support_http import api_client
 from tests.test_web_support import (
     complaint_fields,
     feedback_fields,
@@ -33,7 +33,7 @@ async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tupl
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def client(shared: tuple[Stack, FastAPI]) -> AsyncIterator[httpx.AsyncClient]:
-    async with web_client(shared[1]) as opened:
+    async with api_client(shared[1]) as opened:
         yield opened
 
 

@@ -12,7 +12,8 @@ from fastapi import FastAPI
 
 from channels.web.i18n import EN, ZH
 from tests.stack import Stack
-from tests.test_web_support import client, shared_app
+from tests.support_http import api_client
+from tests.test_web_support import shared_app
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -25,7 +26,7 @@ async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tupl
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def web(shared: tuple[Stack, FastAPI]) -> AsyncIterator[httpx.AsyncClient]:
-    async with client(shared[1]) as opened:
+    async with api_client(shared[1]) as opened:
         yield opened
 
 

@@ -13,15 +13,12 @@ import httpx
 import pytest
 
 from ingest.intake import accept
-from tests.stack import Stack, make_draft
-from tests.test_web_support import client as web_client
+from tests.stack import Stack, make_draft, ticket_of
+from tests.support_http import STAFF, api_client
 from tests.test_web_support import (
     complaint_fields,
     feedback_fields,
-    ticket_of,
 )
-
-STAFF = {"Authorization": "Bearer dev-staff-token-change-me"}  # the shipped dev token
 
 
 async def submit(client: httpx.AsyncClient, **fields: str) -> dict[str, Any]:
@@ -37,7 +34,7 @@ async def progress(client: httpx.AsyncClient, number: str, contact: str) -> http
 async def test_before_the_router_has_run_the_inquiry_shows_received_and_when_acceptance_is_due(
     embedded_stack: Stack,
 ) -> None:
-    async with web_client(embedded_stack.rt) as client:
+    async with api_client(embedded_stack.rt) as client:
         answer = await submit(client)
         response = await progress(client, answer["number"], "13812345678")
     assert response.status_code == 200
@@ -57,7 +54,7 @@ async def test_before_the_router_has_run_the_inquiry_shows_received_and_when_acc
 async def test_the_public_timeline_shows_department_due_date_and_result_but_nothing_internal(
     stack: Stack,
 ) -> None:
-    async with web_client(stack.rt) as client:
+    async with api_client(stack.rt) as client:
         answer = await submit(client, category="water_quality")
         number = answer["number"]
         stack.start_router()
@@ -108,7 +105,7 @@ async def test_a_wrong_number_and_a_wrong_contact_get_the_same_answer_in_the_sam
     embedded_stack: Stack,
 ) -> None:
     floor = embedded_stack.settings.web.progress_floor_seconds
-    async with web_client(embedded_stack.rt) as client:
+    async with api_client(embedded_stack.rt) as client:
         number = (await submit(client))["number"]
         wrong_year = "TS199901-000001"
         asks = {
@@ -151,7 +148,7 @@ async def test_a_wrong_number_and_a_wrong_contact_get_the_same_answer_in_the_sam
 async def test_the_contact_matches_however_it_is_written(
     embedded_stack: Stack, given: str, asked: str
 ) -> None:
-    async with web_client(embedded_stack.rt) as client:
+    async with api_client(embedded_stack.rt) as client:
         number = (await submit(client, contact=given))["number"]
         assert (await progress(client, number, asked)).status_code == 200
         assert (await progress(client, number.lower(), asked)).status_code == 200
@@ -160,7 +157,7 @@ async def test_the_contact_matches_however_it_is_written(
 async def test_the_progress_link_opens_the_timeline_without_the_contact_and_a_bad_link_does_not(
     embedded_stack: Stack,
 ) -> None:
-    async with web_client(embedded_stack.rt) as client:
+    async with api_client(embedded_stack.rt) as client:
         answer = await submit(client)
         token = answer["progress_url"].rsplit("/", 1)[1]
         assert len(token) >= 32
@@ -179,7 +176,7 @@ async def test_the_progress_link_opens_the_timeline_without_the_contact_and_a_ba
 async def test_the_inquiry_form_on_the_page_answers_with_the_timeline_or_asks_again(
     embedded_stack: Stack,
 ) -> None:
-    async with web_client(embedded_stack.rt) as client:
+    async with api_client(embedded_stack.rt) as client:
         number = (await submit(client))["number"]
         found = await client.post(
             "/progress",
@@ -204,7 +201,7 @@ async def test_a_ticket_from_another_channel_is_followed_by_number_and_the_compl
     accepted = await accept(embedded_stack.rt, make_draft())  # 张三, +8613812345678
     embedded_stack.start_router()
     assert await embedded_stack.wait_for_tickets(1) == 1
-    async with web_client(embedded_stack.rt) as client:
+    async with api_client(embedded_stack.rt) as client:
         by_phone = await progress(client, accepted.number, "138 1234 5678")
         by_email = await progress(client, accepted.number, "ZHANG@example.cn")
         other = await progress(client, accepted.number, "13900000000")
@@ -214,7 +211,7 @@ async def test_a_ticket_from_another_channel_is_followed_by_number_and_the_compl
 
 
 async def test_anonymous_feedback_is_followed_only_by_its_link(embedded_stack: Stack) -> None:
-    async with web_client(embedded_stack.rt) as client:
+    async with api_client(embedded_stack.rt) as client:
         answer = (await client.post("/api/feedback", data=feedback_fields())).json()
         token = answer["progress_url"].rsplit("/", 1)[1]
         assert (await client.get(f"/api/progress/{token}")).status_code == 200

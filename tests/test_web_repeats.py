@@ -15,57 +15,36 @@ import pytest
 
 from channels.web.repeats import can_repeat
 from ingest.draft import Channel
-from tests.stack import Stack, make_draft
+from tests.stack import Stack, events, make_draft, notes, ticket_of
+from tests.support_http import api_client, close_ticket, first_ticket
 from tests.test_web_support import (
     BROWSER_HEADERS,
     complaint_fields,
     feedback_fields,
     open_form,
     reserved_numbers,
-    ticket_of,
 )
-from tests.test_web_support import client as web_client
 
-STAFF = {"Authorization": "Bearer dev-staff-token-change-me"}
 # The same matter as complaint_fields()'s details, in other words.
 AGAIN = "光明小区5栋的自来水还是发黄，异味明显，已经持续一周了，请派人检测。"
 
 
 @pytest.fixture
 async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with web_client(stack.rt) as opened:
+    async with api_client(stack.rt) as opened:
         yield opened
 
 
 async def _first_ticket(stack: Stack, client: httpx.AsyncClient, **fields: str | None) -> str:
-    """One complaint, made into a ticket by the router (a reservation alone is no ticket)."""
-    response = await client.post("/api/complaints", data=complaint_fields(**fields))
-    assert response.status_code == 201, response.text
-    stack.start_router()
-    assert await stack.wait_for_tickets(1) == 1
-    await stack.stop_routers()
-    return str(response.json()["number"])
+    return await first_ticket(stack, client, "/api/complaints", data=complaint_fields(**fields))
 
 
 async def _close(client: httpx.AsyncClient, number: str) -> None:
-    for kind, detail in [
-        ("handle", {"result": "已更换老化管道，水质检测合格"}),
-        ("feedback", {"channel": "phone"}),
-        ("callback", {"satisfaction": "satisfied"}),
-        ("close", {}),
-    ]:
-        response = await client.post(
-            f"/api/tickets/{number}/events", json={"kind": kind, "detail": detail}, headers=STAFF
-        )
-        assert response.status_code == 201, response.text
+    await close_ticket(client, number, "已更换老化管道，水质检测合格")
 
 
 def _urges(ticket: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e for e in ticket["events"] if e["kind"] == "urge"]
-
-
-def _notes(ticket: dict[str, Any]) -> list[str]:
-    return [e["detail"]["note"] for e in ticket["events"] if e["kind"] == "intake_note"]
+    return events(ticket, "urge")
 
 
 async def _nothing_queued(stack: Stack) -> bool:
@@ -139,7 +118,7 @@ async def test_the_same_repeat_sent_several_times_at_once_urges_only_once(
 async def test_similar_words_under_another_category_are_the_same_matter(
     embedded_stack: Stack,
 ) -> None:
-    async with web_client(embedded_stack.rt) as client:
+    async with api_client(embedded_stack.rt) as client:
         number = await _first_ticket(embedded_stack, client)
         response = await client.post(
             "/api/complaints", data=complaint_fields(category="other", details=AGAIN)
@@ -164,8 +143,7 @@ async def test_another_matter_from_the_same_contact_is_a_new_ticket(
     assert other.status_code == 201, other.text
     assert other.json()["number"] != number and other.json()["new"] is True
     assert "repeat_of_open" not in other.json() and "repeat_of" not in other.json()
-    stack.start_router()
-    assert await stack.wait_for_tickets(2) == 2
+    assert await stack.drain() == 2
     assert _urges(await ticket_of(stack, number)) == []
 
 
@@ -184,7 +162,7 @@ async def test_another_contact_about_the_same_matter_is_a_new_ticket(
 async def test_an_email_contact_is_matched_whatever_its_letter_case(
     embedded_stack: Stack,
 ) -> None:
-    async with web_client(embedded_stack.rt) as client:
+    async with api_client(embedded_stack.rt) as client:
         number = await _first_ticket(embedded_stack, client, contact="Zhao.Li@Example.CN")
         again = await client.post(
             "/api/complaints", data=complaint_fields(contact="zhao.li@example.cn", details=AGAIN)
@@ -205,12 +183,11 @@ async def test_after_closure_a_repeat_is_a_new_ticket_linked_to_the_closed_one(
     new_number = response.json()["number"]
     assert new_number != number
     assert response.json()["repeat_of"] == number and "repeat_of_open" not in response.json()
-    stack.start_router()
-    assert await stack.wait_for_tickets(2) == 2
+    assert await stack.drain() == 2
     ticket = await ticket_of(stack, new_number)
     assert ticket["links"]["repeat_of"] == number
     assert ticket["status"] == "dispatched"
-    assert any(n.startswith("repeat_after_closure:") and number in n for n in _notes(ticket))
+    assert any(n.startswith("repeat_after_closure:") and number in n for n in notes(ticket))
     assert _urges(await ticket_of(stack, number)) == [], "a closed ticket is not urged"
 
 
@@ -249,7 +226,7 @@ def test_only_a_named_complainant_with_a_contact_can_repeat() -> None:
 async def test_the_answer_page_of_a_merged_repeat_shows_the_open_number(
     embedded_stack: Stack, lang: str, says: list[str]
 ) -> None:
-    async with web_client(embedded_stack.rt) as browser:
+    async with api_client(embedded_stack.rt) as browser:
         number = await _first_ticket(embedded_stack, browser)
         hidden = await open_form(browser)
         page = await browser.post(

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.stack import Stack
-from tests.test_web_support import client as web_client
-from tests.test_web_support import complaint_fields, serve, ticket_of
+from tests.stack import Stack, ticket_of
+from tests.support_http import api_client
+from tests.test_web_support import complaint_fields, serve
 
 MB = 1024 * 1024
 BOUNDARY = "----shouli-socket-test"
@@ -103,7 +103,7 @@ async def test_a_queue_outage_answers_503_and_the_same_form_sent_again_keeps_its
     data = complaint_fields()
     await stack.rt.queue.close()
     try:
-        async with web_client(stack.rt) as client:
+        async with api_client(stack.rt) as client:
             down = await client.post("/api/complaints", data=data)
             page = await client.post(
                 "/api/complaints", data={**data, "lang": "zh"}, headers={"Accept": "text/html"}
@@ -113,7 +113,7 @@ async def test_a_queue_outage_answers_503_and_the_same_form_sent_again_keeps_its
     assert down.status_code == 503 and down.headers["retry-after"]
     assert down.json()["error"]["code"] == "queue_unavailable"
     assert page.status_code == 503 and "您的投诉尚未提交成功" in page.text
-    async with web_client(stack.rt) as client:
+    async with api_client(stack.rt) as client:
         retry = await client.post("/api/complaints", data=data)
         assert retry.status_code == 200
         number = retry.json()["number"]

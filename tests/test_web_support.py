@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 import re
 import socket
 import subprocess
@@ -27,11 +26,11 @@ from ingest.runtime import Runtime
 from ingest.settings import Settings
 from store.models import IntakeNumber
 from tests.stack import Stack, open_stack
+from tests.support_http import BASE_URL
 
 FIXTURES = Path(__file__).parent / "fixtures" / "web"
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "web"
-BASE_URL = "http://127.0.0.1:8000"  # organisation.public_url of the shipped config
 ZONE = ZoneInfo("Asia/Shanghai")
 
 
@@ -77,20 +76,6 @@ def with_web(stack: Stack, **web: Any) -> Runtime:
     return dataclasses.replace(stack.rt, settings=changed)
 
 
-def client(
-    runtime_or_app: Runtime | FastAPI, ip: str | None = None, **kwargs: Any
-) -> httpx.AsyncClient:
-    """An HTTP client on the real app. Each client comes from its own address (rate limits
-    are per address), unless ``ip`` says otherwise."""
-    app = runtime_or_app if isinstance(runtime_or_app, FastAPI) else create_app(runtime_or_app)
-    address = ip or f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, client=(address, 40000)),
-        base_url=BASE_URL,
-        **kwargs,
-    )
-
-
 @asynccontextmanager
 async def shared_app(tmp_path: Path) -> AsyncIterator[tuple[Stack, FastAPI]]:
     """One embedded stack and app for a whole module (building an app loads the word
@@ -126,15 +111,6 @@ async def nothing_filed(stack: Stack) -> bool:
         await reserved_numbers(stack) == 0
         and await stack.rt.queue.depth(stack.rt.names.drafts) == 0
     )
-
-
-async def ticket_of(stack: Stack, number: str) -> dict[str, Any]:
-    from store.tickets import find_ticket, ticket_json
-
-    async with stack.rt.database.sessions() as session:
-        ticket = await find_ticket(session, number)
-        assert ticket is not None, f"no ticket {number}"
-        return await ticket_json(session, ticket)
 
 
 def free_port() -> int:

@@ -15,14 +15,13 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from channels.web.settings import EvidenceType
-from tests.stack import Stack
-from tests.test_web_support import client as web_client
+from tests.stack import Stack, ticket_of
+from tests.support_http import api_client
 from tests.test_web_support import (
     complaint_fields,
     fixture,
     reserved_numbers,
     shared_app,
-    ticket_of,
     with_web,
 )
 
@@ -40,7 +39,7 @@ async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tupl
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def client(shared: tuple[Stack, FastAPI]) -> AsyncIterator[httpx.AsyncClient]:
-    async with web_client(shared[1]) as opened:
+    async with api_client(shared[1]) as opened:
         yield opened
 
 
@@ -171,7 +170,7 @@ async def test_a_file_over_its_kinds_limit_is_refused_with_413_and_nothing_is_st
     )
     big_jpeg = fixture("meter.jpg") + bytes(100 * 1024)
     before, blobs = await reserved_numbers(stack), blob_files(stack)
-    async with web_client(runtime) as client:
+    async with api_client(runtime) as client:
         response = await client.post(
             "/api/complaints",
             data=complaint_fields(),
@@ -193,7 +192,7 @@ async def test_files_beyond_the_count_or_the_total_size_are_refused(
 ) -> None:
     runtime = with_web(shared[0], max_files=2, max_total_size=8 * 1024)
     png = fixture("leak.png")  # 2.7 KB
-    async with web_client(runtime) as client:
+    async with api_client(runtime) as client:
         counted = await client.post(
             "/api/complaints",
             data=complaint_fields(),
@@ -204,7 +203,7 @@ async def test_files_beyond_the_count_or_the_total_size_are_refused(
             "evidence": "“2.png” was not uploaded: at most 2 files"
         }
     runtime = with_web(shared[0], max_files=5, max_total_size=6 * 1024)
-    async with web_client(runtime) as client:
+    async with api_client(runtime) as client:
         total = await client.post(
             "/api/complaints",
             data=complaint_fields(),
@@ -301,7 +300,7 @@ async def test_a_body_declared_a_little_over_the_limit_is_read_to_the_end_for_a_
     limit = runtime.settings.web.max_request_size
     declared = limit + 2 * MB
     body = Endless(declared, chunk=256 * 1024)
-    async with web_client(runtime) as client:
+    async with api_client(runtime) as client:
         response = await client.post(
             "/api/complaints",
             content=body.__aiter__(),
