@@ -1,10 +1,12 @@
-"""Shared test helpers: where the real services are, and skipping only when allowed."""
+"""Shared test helpers: where the real services and the shared corpora are, and skipping only
+when allowed."""
 
 from __future__ import annotations
 
 import os
 import socket
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -14,6 +16,8 @@ DATABASE_URL = os.environ.get(
     "SHOULI_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_SERVICES = os.environ.get("SHOULI_REQUIRE_SERVICES") == "1"
+# ../shared beside the checkout, wherever it was cloned (CI lays a copy there too).
+SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -49,3 +53,14 @@ def need_postgres() -> str:
 
 def unique_name(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def need_shared(path: Path) -> Path:
+    """``path`` (under ``SHARED``); skip with the reason when it is missing, unless CI requires
+    everything (SHOULI_REQUIRE_SERVICES=1): then a missing corpus fails the test."""
+    if path.exists():
+        return path
+    message = f"{path} not found (../shared beside the checkout)"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message} and SHOULI_REQUIRE_SERVICES=1", pytrace=False)
+    pytest.skip(message)

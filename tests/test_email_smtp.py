@@ -20,10 +20,11 @@ from channels.email.smtp import start_smtp
 from store.blobs import BlobStore
 from store.models import Attachment, InboundItem, Ticket
 from tests.stack import Stack
+from tests.support import SHARED, need_shared
 
 MAILBOX = "complaints@water.example.cn"
 BILLING = "billing@water.example.cn"
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "email"
+CORPUS = SHARED / "corpus" / "email"
 
 
 def _free_port() -> int:
@@ -239,10 +240,10 @@ async def test_one_session_past_the_connection_limit_is_told_421(embedded_stack:
         first_writer.close()
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus not found at {CORPUS} (../shared)")
 async def test_every_corpus_message_goes_through_the_real_listener_without_harm(
     embedded_stack: Stack,
 ) -> None:
+    need_shared(CORPUS)
     files = [
         manifest.parent / entry["file"]
         for manifest in sorted(CORPUS.glob("*/MANIFEST.json"))

@@ -627,9 +627,34 @@ def test_trace_says_why_an_explicit_category_was_ignored(router: Router) -> None
 
 
 def test_routing_is_pure(router: Router) -> None:
+    """The decision is the draft's and the config's alone: the module's router after another
+    decision, and a router built apart from it, decide the same, and the draft is untouched."""
     draft = make_draft(body="水质发黄，水费还多收了，要求退款")
+    before = draft.model_copy(deep=True)
+    apart = Router(load_settings(CONFIG, environ={}))
+    router.route(make_draft(body="小区水压太低，多次反映没人管，再不解决就找记者"))
 
-    assert router.route(draft) == router.route(draft)
+    decisions = [router.route(draft), apart.route(draft), apart.route(draft)]
+
+    for decision in decisions:
+        assert (decision.category, decision.department, decision.status) == (
+            "water_quality",
+            "customer_service",
+            "dispatched",
+        )
+        assert decision.severity.value == "important" and decision.valid
+        assert hits(decision) == [
+            "category.keywords",
+            "severity.default",
+            "severity.compensation",
+            "dispatch.coordinating",
+        ]
+        assert effect(decision, "dispatch.coordinating") == (
+            "department=customer_service"
+            " (multi-department: water_quality→water_quality_centre, billing→billing)"
+        )
+    assert decisions[1:] == decisions[:-1], "and every trace alike"
+    assert draft == before
 
 
 # -- configuration errors at start-up ----------------------------------------------------
