@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from tests.stack import Stack, ticket_of
 from tests.support_http import api_client
-from tests.test_web_support import complaint_fields, fixture, shared_app
+from tests.test_web_support import complaint_fields, fixture, shared_app_fixture
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 BOUNDARY = "----shouli-charset-boundary"
@@ -24,11 +24,7 @@ DETAILS = "光明小区5栋自来水发黄，有明显异味，已经持续三�
 NAME = "张三"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Stack, FastAPI]]:
-    async with shared_app(tmp_path_factory.mktemp("web-charset")) as (stack, app):
-        stack.start_router()
-        yield stack, app
+shared = shared_app_fixture("web-charset", router=True)
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -19,16 +19,13 @@ from tests.test_web_support import (
     fixture,
     local_input,
     reserved_numbers,
-    shared_app,
+    shared_app_fixture,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Stack, FastAPI]]:
-    async with shared_app(tmp_path_factory.mktemp("web-forms")) as opened:
-        yield opened
+shared = shared_app_fixture("web-forms")
 
 
 @pytest_asyncio.fixture(loop_scope="module")

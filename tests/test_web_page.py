@@ -13,15 +13,12 @@ from fastapi import FastAPI
 from channels.web.i18n import EN, ZH
 from tests.stack import Stack
 from tests.support_http import api_client
-from tests.test_web_support import shared_app
+from tests.test_web_support import shared_app_fixture
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Stack, FastAPI]]:
-    async with shared_app(tmp_path_factory.mktemp("web-page")) as opened:
-        yield opened
+shared = shared_app_fixture("web-page")
 
 
 @pytest_asyncio.fixture(loop_scope="module")

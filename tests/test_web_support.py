@@ -18,6 +18,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
+import pytest_asyncio
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
@@ -82,6 +84,22 @@ async def shared_app(tmp_path: Path) -> AsyncIterator[tuple[Stack, FastAPI]]:
     segmenter's dictionary, seconds each): for tests that do not depend on each other."""
     async with open_stack("embedded", tmp_path) as stack:
         yield stack, create_app(stack.rt)
+
+
+def shared_app_fixture(name: str, *, router: bool = False) -> Any:
+    """The module's ``shared`` fixture: :func:`shared_app` for the whole module (a router
+    running too, with ``router``), in the module's event loop."""
+
+    @pytest_asyncio.fixture(scope="module", loop_scope="module")
+    async def shared(
+        tmp_path_factory: pytest.TempPathFactory,
+    ) -> AsyncIterator[tuple[Stack, FastAPI]]:
+        async with shared_app(tmp_path_factory.mktemp(name)) as (stack, app):
+            if router:
+                stack.start_router()
+            yield stack, app
+
+    return shared
 
 
 BROWSER_HEADERS = {"Accept": "text/html,application/xhtml+xml", "Origin": BASE_URL}

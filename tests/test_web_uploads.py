@@ -21,7 +21,7 @@ from tests.test_web_support import (
     complaint_fields,
     fixture,
     reserved_numbers,
-    shared_app,
+    shared_app_fixture,
     with_web,
 )
 
@@ -30,11 +30,7 @@ MB = 1024 * 1024
 BOUNDARY = "----shouli-test-boundary"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Stack, FastAPI]]:
-    async with shared_app(tmp_path_factory.mktemp("web-uploads")) as (stack, app):
-        stack.start_router()
-        yield stack, app
+shared = shared_app_fixture("web-uploads", router=True)
 
 
 @pytest_asyncio.fixture(loop_scope="module")
