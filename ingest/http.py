@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import update
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ingest.bodies import BodyRefused, add_body_schemas, openapi_body, read_model
 from ingest.queue import QueueUnavailable
 from ingest.runtime import Runtime
 from ingest.settings import Settings, StaffToken
@@ -104,6 +105,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(BodyRefused)
+    async def _body_refused(_request: Request, exc: BodyRefused) -> JSONResponse:
+        return error_response(ApiError(exc.status, exc.code, exc.message, exc.fields))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -212,8 +217,21 @@ def create_app(runtime: Runtime) -> FastAPI:
     for router in http_routers(runtime):
         app.include_router(router)
 
-    @app.post("/api/tickets/{number}/events", status_code=201, tags=["tickets"])
-    async def post_event(number: str, event: StaffEvent, who: Staff) -> dict[str, Any]:
+    @app.post(
+        "/api/tickets/{number}/events",
+        status_code=201,
+        tags=["tickets"],
+        openapi_extra=openapi_body(StaffEvent),
+        responses={413: {"description": "larger than http.max_json_body_bytes"}},
+    )
+    async def post_event(number: str, request: Request, who: Staff) -> dict[str, Any]:
+        # Read here, not declared as a parameter: FastAPI would read it before the token check.
+        event, _ = await read_model(
+            request,
+            StaffEvent,
+            max_bytes=settings.http.max_json_body_bytes,
+            max_depth=settings.http.max_json_depth,
+        )
         detail = dict(event.detail)
         if event.kind in ("dispatch", "transfer") and detail.get("department"):
             known = [d.key for d in settings.departments]
@@ -266,4 +284,14 @@ def create_app(runtime: Runtime) -> FastAPI:
         log.info("ticket_event", number=number, kind=event.kind, status=new_status.value)
         return body
 
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # The JSON bodies read with read_model are described by openapi_body; their schemas
+        # are added once, when the document is first made.
+        if app.openapi_schema is None:
+            add_body_schemas(default_openapi())
+        return default_openapi()
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

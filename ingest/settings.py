@@ -143,6 +143,12 @@ class BlobSettings(_Section):
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Every JSON body (hotline calls, ticket events; referral sources set their own
+    # max_body_bytes) is cut off here while it streams, so a huge body cannot fill memory.
+    max_json_body_bytes: int = Field(default=1_048_576, ge=1024, le=50 * 1_048_576)
+    # Nesting refused before json.loads, which recurses per level: 100,000 levels of [[[...
+    # would raise RecursionError inside the server. Real documents nest a handful of levels.
+    max_json_depth: int = Field(default=64, ge=1, le=200)
 
 
 # Where to listen is not where to connect: a link to "every address" names the loopback.

@@ -86,6 +86,20 @@ def test_an_environment_variable_overrides_a_key_and_is_validated_too(tmp_path: 
     assert settings.http.port == 9000
 
 
+def test_the_http_body_limits_are_configured_and_bounded(tmp_path: Path) -> None:
+    shipped = load_settings(CONFIG, environ={})
+    assert (shipped.http.max_json_body_bytes, shipped.http.max_json_depth) == (1_048_576, 64)
+    settings = load_settings(
+        CONFIG,
+        environ={"SHOULI_HTTP__MAX_JSON_BODY_BYTES": "65536", "SHOULI_HTTP__MAX_JSON_DEPTH": "8"},
+    )
+    assert (settings.http.max_json_body_bytes, settings.http.max_json_depth) == (65536, 8)
+    code, lines = _check(tmp_path, "http: {max_json_body_bytes: 10, max_json_depth: 0}\n")
+    assert code == 1
+    assert "http.max_json_body_bytes: Input should be greater than or equal to 1024" in lines
+    assert "http.max_json_depth: Input should be greater than or equal to 1" in lines
+
+
 def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
     code, lines = _check(tmp_path, "http:\n  port: [8000\n")
     assert code == 1

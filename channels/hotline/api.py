@@ -6,8 +6,12 @@ Answers:
 * 200 ``{"number"}``: this call id was filed before, same number;
 * 200 ``{"number", "repeat_of_open": true}``: the caller already has an open ticket about the
   same matter; no new ticket, an urge (催办) was added to that one;
-* 401 no or unknown token, 403 a token filing as another agent, 422 field by field,
-  503 + Retry-After when the store or the queue is down (nothing half-stored).
+* 401 no or unknown token, 403 a token filing as another agent, 413 a body larger than
+  ``http.max_json_body_bytes``, 422 field by field (``json_too_deep`` past
+  ``http.max_json_depth``), 503 + Retry-After when the store or the queue is down (nothing
+  half-stored).
+
+The token is checked before a byte of the body is read (see ``ingest.bodies``).
 
 Each agent token is bound to one agent id and team (``hotline.agents``): the agent is the
 first contact (首问责任人), and one agent cannot file calls in another's name.
@@ -32,6 +36,7 @@ from channels.hotline.records import (
     record_problems,
 )
 from channels.hotline.settings import HotlineAgent, HotlineSettings
+from ingest.bodies import openapi_body, read_model
 from ingest.http import ApiError
 from ingest.runtime import Runtime
 from router.calendar import WorkCalendar
@@ -118,16 +123,20 @@ def build_router(runtime: Runtime) -> APIRouter:
             },
             401: _error("invalid_token", "no token, or not an agent token"),
             403: _error("agent_mismatch", "the token belongs to another agent"),
+            413: _error("body_too_large", "larger than http.max_json_body_bytes"),
             422: _error("invalid_request", "some fields are invalid"),
             503: _error("queue_unavailable", "try again shortly (Retry-After)"),
         },
+        openapi_extra=openapi_body(CallRecord),
     )
-    async def post_call(
-        record: CallRecord,
-        request: Request,
-        response: Response,
-        agent: Agent,
-    ) -> CallAnswer:
+    async def post_call(request: Request, response: Response, agent: Agent) -> CallAnswer:
+        # Read here, not declared as a parameter: FastAPI would read it before the token check.
+        record, raw = await read_model(
+            request,
+            CallRecord,
+            max_bytes=settings.http.max_json_body_bytes,
+            max_depth=settings.http.max_json_depth,
+        )
         if record.agent_id is not None and record.agent_id != agent.id:
             raise ApiError(
                 403,
@@ -138,7 +147,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         problems = record_problems(record, categories=categories, now=datetime.now(UTC))
         if problems:
             raise ApiError(422, "invalid_request", "some fields are invalid", problems)
-        raw_sha256 = await runtime.blobs.put(await request.body())
+        raw_sha256 = await runtime.blobs.put(raw)
         draft = call_draft(
             record,
             agent_id=agent.id,

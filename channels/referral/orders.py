@@ -92,7 +92,10 @@ class ReferralIntake:
         :class:`UnknownOrder` (404), ``SignatureRejected`` (``replayed``: 401), or a queue /
         store error (ours: 503, retry later)."""
         mapping = self._settings.mapping_of(source)
-        order = map_order(parse_payload(raw, fmt or mapping.format), mapping, self._timezone)
+        payload = parse_payload(
+            raw, fmt or mapping.format, max_depth=self._runtime.settings.http.max_json_depth
+        )
+        order = map_order(payload, mapping, self._timezone)
         if notes:
             order = dataclasses.replace(order, notes=tuple(n[:500] for n in notes))
         raw_sha256 = hashlib.sha256(raw).hexdigest()

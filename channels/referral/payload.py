@@ -4,6 +4,10 @@ XML is parsed with defusedxml: an order file comes from outside, and entity expa
 ("billion laughs") or external entities must not reach the parser. Chinese systems often
 write GBK or GB18030 and declare it; expat cannot decode multi-byte encodings itself, so
 such a document is decoded by Python first and parsed as text.
+
+Nesting is limited (``http.max_json_depth``) before anything recurses into it: JSON through
+``ingest.bodies.loads``, XML as it is walked. A document of 100,000 levels is refused, not a
+RecursionError in the server or a worker.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from xml.etree.ElementTree import Element
 import defusedxml.ElementTree as SafeElementTree
 from defusedxml import DefusedXmlException
 
+from ingest.bodies import JsonTooDeep, loads
+
 Format = Literal["json", "xml"]
 
 
@@ -27,16 +33,22 @@ class _Missing:
 MISSING: Final = _Missing()
 _DECLARATION = re.compile(rb"^\s*<\?xml[^>]*encoding=[\"']([A-Za-z0-9_.:-]+)[\"'][^>]*\?>")
 _EXPAT_ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1"})
+DEFAULT_MAX_DEPTH: Final = 64  # http.max_json_depth's default; the intake passes the setting
 
 
 class PayloadError(Exception):
-    """The payload is not a readable document of the expected format."""
+    """The payload is not a readable document of the expected format; ``code`` is the API's
+    error code for it."""
+
+    def __init__(self, message: str, code: str = "invalid_payload") -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def parse_payload(raw: bytes, fmt: Format) -> dict[str, Any]:
+def parse_payload(raw: bytes, fmt: Format, *, max_depth: int = DEFAULT_MAX_DEPTH) -> dict[str, Any]:
     if not raw.strip():
         raise PayloadError("the body is empty")
-    return _parse_json(raw) if fmt == "json" else _parse_xml(raw)
+    return _parse_json(raw, max_depth) if fmt == "json" else _parse_xml(raw, max_depth)
 
 
 def _decode(raw: bytes) -> str:
@@ -49,9 +61,11 @@ def _decode(raw: bytes) -> str:
     raise PayloadError("not UTF-8 or GB18030 text")
 
 
-def _parse_json(raw: bytes) -> dict[str, Any]:
+def _parse_json(raw: bytes, max_depth: int) -> dict[str, Any]:
     try:
-        data = json.loads(_decode(raw))
+        data = loads(_decode(raw), max_depth=max_depth)
+    except JsonTooDeep as exc:
+        raise PayloadError(exc.message, code=exc.code) from exc
     except json.JSONDecodeError as exc:
         raise PayloadError(f"not valid JSON: {exc.msg} at line {exc.lineno}") from exc
     if not isinstance(data, dict):
@@ -59,7 +73,7 @@ def _parse_json(raw: bytes) -> dict[str, Any]:
     return data
 
 
-def _parse_xml(raw: bytes) -> dict[str, Any]:
+def _parse_xml(raw: bytes, max_depth: int) -> dict[str, Any]:
     document: bytes | str = raw
     declared = _DECLARATION.match(raw)
     if declared is not None and declared.group(1).decode().lower() not in _EXPAT_ENCODINGS:
@@ -74,20 +88,32 @@ def _parse_xml(raw: bytes) -> dict[str, Any]:
         raise PayloadError(f"refused XML: {type(exc).__name__}") from exc
     except SafeElementTree.ParseError as exc:
         raise PayloadError(f"not valid XML: {exc}") from exc
-    value = _element(root)
+    try:
+        value = _element(root, max_depth)
+    except _TooDeep:
+        raise PayloadError(
+            f"the XML is nested deeper than {max_depth} levels", code="xml_too_deep"
+        ) from None
     if not isinstance(value, dict):
         return {"": value}
     return value
 
 
-def _element(element: Element) -> Any:
+class _TooDeep(Exception):
+    pass
+
+
+def _element(element: Element, depth_left: int) -> Any:
+    # Counted down as it recurses: 100,000 nested elements must not reach RecursionError.
+    if depth_left < 1:
+        raise _TooDeep
     children = list(element)
     if not children and not element.attrib:
         return (element.text or "").strip()
     data: dict[str, Any] = {f"@{name}": value for name, value in element.attrib.items()}
     for child in children:
         tag = _local_name(child.tag)
-        value = _element(child)
+        value = _element(child, depth_left - 1)
         if tag in data:
             existing = data[tag]
             data[tag] = [*existing, value] if isinstance(existing, list) else [existing, value]

@@ -9,11 +9,12 @@ Referral answers (CONTRACT.md):
   ``"pending": true`` when it is held until the router has made the ticket;
 * 401 with a reason code (``signature_mismatch``, ``timestamp_expired``, ``replayed``, ...
   see ``channels.referral.signature``), 404 ``unknown_source`` / ``unknown_order``,
-  413 ``body_too_large``, 422 naming the payload field, 503 + Retry-After when the store or
-  the queue is down (nothing half-stored: the sender's identical retry is accepted).
+  413 ``body_too_large``, 422 naming the payload field (``json_too_deep`` / ``xml_too_deep``
+  past ``http.max_json_depth``), 503 + Retry-After when the store or the queue is down
+  (nothing half-stored: the sender's identical retry is accepted).
 
-The body is read only up to the source's ``max_body_bytes``; the signature is checked over
-the raw bytes before anything parses them.
+The body is read only up to the source's ``max_body_bytes`` (``ingest.bodies.read_body``);
+the signature is checked over the raw bytes before anything parses them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from channels.referral.signature import (
     SignatureRejected,
     verify,
 )
+from ingest.bodies import read_body
 from ingest.draft import AttachmentRef
 from ingest.http import ApiError, Staff
 from ingest.intake import accept
@@ -69,25 +71,6 @@ def _error(code: str, description: str) -> dict[str, Any]:
             }
         },
     }
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing with 413 as soon as it is longer than ``limit``."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> ApiError:
-    return ApiError(413, "body_too_large", f"the body is larger than {limit} bytes")
 
 
 def build_router(runtime: Runtime) -> APIRouter:
@@ -295,7 +278,7 @@ async def _receive(
     try:
         return await intake.receive(source, raw, signature=signature)
     except PayloadError as exc:
-        raise ApiError(422, "invalid_payload", str(exc), {"body": str(exc)}) from exc
+        raise ApiError(422, exc.code, str(exc), {"body": str(exc)}) from exc
     except MappingError as exc:
         raise ApiError(
             422, "invalid_work_order", f"the work order is not valid: {exc}", exc.fields
