@@ -19,13 +19,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, ClassVar, TypeVar
 
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive
+
+from ingest.errors import Refused
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -38,7 +43,7 @@ _SCHEMA_REF = "#/components/schemas/"
 _DOCUMENTED: dict[str, type[BaseModel]] = {}
 
 
-class BodyRefused(Exception):
+class BodyRefused(Refused):
     """A body refused before it was parsed; answered as ``status`` with ``code``."""
 
     status: ClassVar[int]
@@ -203,3 +208,59 @@ def add_body_schemas(spec: dict[str, Any]) -> None:
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for name, schema in definitions.get("$defs", {}).items():
         schemas.setdefault(name, schema)
+
+
+def checked_first(
+    check: Callable[[Request], object], *, max_bytes: Callable[[Request], int]
+) -> type[APIRoute]:
+    """A route class whose endpoints run ``check`` (authentication) and enforce a body size
+    limit *before* FastAPI reads the body.
+
+    For endpoints that must declare their body as form fields and files (multipart), which
+    FastAPI parses before any dependency runs: an unauthenticated caller would otherwise
+    have its whole upload spooled to disk first. ``check`` raises to refuse; the limit is
+    applied to the declared Content-Length at once and to the stream as it arrives.
+    """
+
+    class CheckedFirst(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def checked(request: Request) -> Response:
+                check(request)
+                limit = max_bytes(request)
+                declared = request.headers.get("content-length", "").strip()
+                if declared.isdigit() and int(declared) > limit:
+                    raise BodyTooLarge(limit)
+                bounded = _Bounded(request.receive, limit)
+                try:
+                    return await handler(Request(request.scope, bounded))
+                except Exception as exc:
+                    # FastAPI turns any failure while it reads a form into a 400; the cut
+                    # is ours, and says why.
+                    if bounded.exceeded:
+                        raise BodyTooLarge(limit) from exc
+                    raise
+
+            return checked
+
+    return CheckedFirst
+
+
+class _Bounded:
+    """An ASGI ``receive`` that stops the body at ``limit`` bytes."""
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self._limit = limit
+        self._seen = 0
+        self.exceeded = False
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._seen += len(message.get("body", b""))
+            if self._seen > self._limit:
+                self.exceeded = True
+                raise BodyTooLarge(self._limit)
+        return message

@@ -39,9 +39,9 @@ from channels.referral.signature import (
     SignatureRejected,
     verify,
 )
-from ingest.bodies import read_body
+from ingest.bodies import checked_first, read_body
 from ingest.draft import AttachmentRef
-from ingest.http import ApiError, Staff
+from ingest.http import ApiError, Staff, staff_member
 from ingest.intake import accept
 from ingest.runtime import Runtime
 
@@ -147,14 +147,21 @@ def build_router(runtime: Runtime) -> APIRouter:
             duplicate=True if received.duplicate else None,
         )
 
-    @router.post(
+    letters = referrals.letters
+    # Every scan at its largest, the text fields, and the multipart framing around them.
+    letter_limit = letters.max_scans * letters.max_scan_bytes + 2 * 1_048_576
+    registered = APIRouter(
+        route_class=checked_first(staff_member, max_bytes=lambda _request: letter_limit)
+    )
+
+    @registered.post(
         "/api/letters",
         status_code=201,
         response_model=LetterAnswer,
         summary="Register a letter, visit or fax (书信/来访/传真) with its scans",
         responses={
             200: {"model": LetterAnswer, "description": "this registration number was filed"},
-            401: _error("invalid_token", "no staff token"),
+            401: _error("invalid_token", "no staff token (checked before the body is read)"),
             413: _error("scan_too_large", "a scan is larger than referrals.letters"),
             422: _error("invalid_request", "some fields are invalid"),
         },
@@ -194,7 +201,6 @@ def build_router(runtime: Runtime) -> APIRouter:
                 "give referral_source and referral_reference together"
             )
         uploads = [s for s in scans or [] if s.filename]
-        letters = referrals.letters
         if len(uploads) > letters.max_scans:
             problems["scans"] = f"at most {letters.max_scans} scans"
         for index, upload in enumerate(uploads):
@@ -268,6 +274,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         )
         return LetterAnswer(number=accepted.number)
 
+    router.include_router(registered)
     return router
 
 
