@@ -18,7 +18,8 @@
     ├── Misconfigured          ours, at start-up: the process must not start
     │   ├── ConfigError            ingest.settings
     │   └── UnknownWorker          workers.registry
-    └── Interrupted            an operator stopped a long command (Ctrl-C of import-calls)
+    ├── Interrupted            an operator stopped a long command (Ctrl-C of import-calls)
+    └── ApiError               ingest.http       an HTTP answer already decided (status, code)
 
 Library errors are mapped where they cross into our code, once per boundary:
 

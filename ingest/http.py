@@ -19,6 +19,7 @@ from sqlalchemy import update
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.bodies import BodyRefused, add_body_schemas, openapi_body, read_model
+from ingest.errors import ShouliError
 from ingest.queue import QueueUnavailable
 from ingest.runtime import Runtime
 from ingest.settings import Settings, StaffToken
@@ -30,7 +31,7 @@ from store.tickets import NewEvent, add_event, find_ticket, list_tickets, ticket
 log = structlog.get_logger(__name__)
 
 
-class ApiError(Exception):
+class ApiError(ShouliError):
     def __init__(
         self,
         status: int,

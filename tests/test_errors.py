@@ -24,6 +24,9 @@ HOMES = {
     "LifecycleError": "router.lifecycle",
     "ConfigError": "ingest.settings",
     "ImportInterrupted": "channels.hotline.importer",
+    "BodyRefused": "ingest.bodies",
+    "PayloadError": "channels.referral.payload",
+    "UnknownOrder": "channels.referral.orders",
 }
 BRANCH = {
     "QueueUnavailable": Unavailable,
@@ -38,6 +41,9 @@ BRANCH = {
     "LifecycleError": Refused,
     "ConfigError": Misconfigured,
     "ImportInterrupted": Interrupted,
+    "BodyRefused": Refused,
+    "PayloadError": Refused,
+    "UnknownOrder": Refused,
 }
 
 

@@ -43,6 +43,7 @@ from channels.referral.settings import ReferralSource, UpdateKind
 from channels.referral.signature import claim_signature, release_signature
 from channels.referral.updates import apply_update
 from ingest.draft import Channel
+from ingest.errors import Refused
 from ingest.runtime import Runtime
 from store.intake import reserve_number
 from store.models import IntakeNumber, Ticket
@@ -52,7 +53,7 @@ from store.referral_models import ReferralOrderRecord, ReferralUpdateRecord
 log = structlog.get_logger(__name__)
 
 
-class UnknownOrder(Exception):
+class UnknownOrder(Refused):
     """An update for an order this source never sent us."""
 
 

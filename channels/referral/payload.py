@@ -21,6 +21,7 @@ import defusedxml.ElementTree as SafeElementTree
 from defusedxml import DefusedXmlException
 
 from ingest.bodies import JsonTooDeep, loads
+from ingest.errors import Refused
 
 Format = Literal["json", "xml"]
 
@@ -36,7 +37,7 @@ _EXPAT_ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1"
 DEFAULT_MAX_DEPTH: Final = 64  # http.max_json_depth's default; the intake passes the setting
 
 
-class PayloadError(Exception):
+class PayloadError(Refused):
     """The payload is not a readable document of the expected format; ``code`` is the API's
     error code for it."""
 
