@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from ingest.embedded_queue import EmbeddedQueue
 from ingest.handoff import Handoff
@@ -15,6 +16,9 @@ from ingest.settings import Settings
 from store.blobs import BlobStore
 from store.db import Database
 from store.migrate import migrate
+
+if TYPE_CHECKING:
+    from router.segment import Segmenter
 
 
 def build_queue(settings: Settings, database: Database) -> QueueBackend:
@@ -62,6 +66,19 @@ class Runtime:
             names=names,
             handoff=Handoff(queue, names, metrics),
         )
+
+    @cached_property
+    def segmenter(self) -> Segmenter:
+        """The process's one word segmenter, for the routing rules and the repeat rule: the
+        router worker, and the hotline and web edges' repeat finders, are all given this one.
+
+        Built on first use, not in :meth:`open`: loading jieba's dictionary takes about a
+        second and tens of MB, which a process that never segments (sla, notify, the CLI)
+        should not pay; for the same reason jieba is imported only here.
+        """
+        from router.rules import segmenter_for
+
+        return segmenter_for(self.settings)
 
     async def close(self) -> None:
         await self.queue.close()

@@ -51,6 +51,7 @@ from sqlmodel import col
 from ingest.draft import Channel, TicketDraft
 from ingest.settings import Settings
 from router.lifecycle import OPEN_STATUSES, Status
+from router.rules import segmenter_for
 from router.segment import BREAK, Segmenter
 from store.models import Complainant, Event, InboundItem, Ticket
 from store.tickets import NewEvent, NewTicket, add_attachments, inbound_row
@@ -189,10 +190,14 @@ class RepeatFinder:
         self._similarity = similarity
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RepeatFinder:
-        # Category keywords cut out whole (水压, 停水), as the routing rules see them.
-        segmenter = Segmenter(k for c in settings.categories for k in c.keywords)
-        return cls(RepeatPolicy.from_settings(settings), TextSimilarity(segmenter))
+    def from_settings(cls, settings: Settings, segmenter: Segmenter | None = None) -> RepeatFinder:
+        """``segmenter``: the process's shared one (``Runtime.segmenter``); without it, one of
+        its own. Either way keywords are cut out whole (水压, 停水), as the routing rules see
+        them."""
+        return cls(
+            RepeatPolicy.from_settings(settings),
+            TextSimilarity(segmenter or segmenter_for(settings)),
+        )
 
     def find(self, conn: Connection, probe: Probe) -> RepeatFinding:
         """The newest open ticket, and the newest closed one, that ``probe`` repeats."""

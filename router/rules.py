@@ -82,12 +82,31 @@ class _CategoryChoice:
     multi_department: tuple[_Category, ...] = ()
 
 
+def segmenter_for(settings: Settings) -> Segmenter:
+    """A segmenter that knows every keyword of the rules: categories' and severity rules'.
+
+    The one a process shares (``Runtime.segmenter``): the repeat rule needs only the category
+    keywords, and knowing the severity ones too does not change how it sees a text
+    (tests/test_one_segmenter.py), while a second segmenter costs another dictionary load.
+    """
+    return Segmenter(_rule_keywords(settings))
+
+
+def _rule_keywords(settings: Settings) -> list[str]:
+    return [k for c in settings.categories for k in c.keywords] + [
+        k for r in settings.severity_rules for k in r.keywords
+    ]
+
+
 class Router:
     """Routes drafts with the rules in ``settings``; raises :class:`ConfigError` at start-up
     for anything the settings' own validation cannot see (unknown channels, empty keywords).
+
+    ``segmenter`` is the process's shared one (:func:`segmenter_for`); without it the router
+    builds its own.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, segmenter: Segmenter | None = None) -> None:
         problems: list[tuple[str, str]] = []
         routing = settings.routing
         self._default_severity = routing.default_severity
@@ -98,11 +117,15 @@ class Router:
         self._discipline = _department_with_role(settings, DepartmentRole.DISCIPLINE, problems)
 
         # One segmenter that knows every keyword, so one segmentation of the text serves all
-        # category and severity rules.
-        self._segmenter = Segmenter(
-            [k for c in settings.categories for k in c.keywords]
-            + [k for r in settings.severity_rules for k in r.keywords]
-        )
+        # category and severity rules. One built for other settings would not cut these
+        # keywords out whole and would silently miss them: refused.
+        self._segmenter = segmenter or segmenter_for(settings)
+        unknown = {k for k in _rule_keywords(settings) if k.strip()} - self._segmenter.keywords
+        if unknown:
+            raise ValueError(
+                f"the segmenter does not know {len(unknown)} keyword(s) of the routing rules "
+                f"(e.g. {min(unknown)!r}); build it with segmenter_for(settings)"
+            )
         self._categories = {
             c.key: _Category(
                 key=c.key,
@@ -135,6 +158,11 @@ class Router:
         if problems or fallback is None:
             raise ConfigError(problems)
         self._fallback = fallback
+
+    @property
+    def segmenter(self) -> Segmenter:
+        """The segmenter the rules match with; it knows every keyword (:func:`segmenter_for`)."""
+        return self._segmenter
 
     def _keywords(
         self, keywords: tuple[str, ...], where: str, problems: list[tuple[str, str]]

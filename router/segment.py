@@ -45,7 +45,8 @@ class Segmenter:
     """Segments text into words with a private jieba dictionary that knows every keyword.
 
     One instance per process, built at start-up (loading jieba's dictionary takes about a
-    second); after that it is read-only and safe to share between threads.
+    second and tens of MB; ``Runtime.segmenter`` is that one); after that it is read-only and
+    safe to share between threads.
     """
 
     def __init__(self, keywords: Iterable[str] = ()) -> None:
@@ -60,6 +61,8 @@ class Segmenter:
         self._tokenizer = jieba.Tokenizer()
         self._tokenizer.initialize()
         keywords = [k for k in keywords if k.strip()]
+        # What it was built for: a user sharing it checks its own keywords are among these.
+        self.keywords = frozenset(keywords)
         han_pieces: set[str] = set()
         for keyword in keywords:
             for match in _PIECE.finditer(normalise(keyword)):

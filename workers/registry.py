@@ -29,7 +29,7 @@ def _router(runtime: Runtime) -> Worker:
         settings=settings,
         queue=runtime.queue,
         database=runtime.database,
-        router=Router(settings),
+        router=Router(settings, runtime.segmenter),
         calendar=WorkCalendar(settings.calendar, settings.organisation.timezone),
         metrics=runtime.metrics,
     )

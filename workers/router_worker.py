@@ -73,7 +73,8 @@ class RouterWorker:
         self._clock = clock
         self._queue_name = QueueNames(settings.broker.prefix).drafts
         self._timezone = ZoneInfo(settings.organisation.timezone)
-        self._repeats = RepeatFinder.from_settings(settings)
+        # The router's segmenter knows every keyword the repeat rule needs: one per process.
+        self._repeats = RepeatFinder.from_settings(settings, router.segmenter)
         self._settler = Settler(
             queue,
             database,

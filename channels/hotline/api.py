@@ -104,7 +104,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         region=hotline.default_region,
         calendar=WorkCalendar(settings.calendar, settings.organisation.timezone),
     )
-    finder = RepeatFinder.from_settings(settings)
+    finder = RepeatFinder.from_settings(settings, runtime.segmenter)
     categories = frozenset(c.key for c in settings.categories)
 
     router = APIRouter()

@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -39,17 +38,13 @@ from sqlmodel import col
 from ingest.draft import TicketDraft
 from ingest.intake import EdgeDecision, decide_then_hand_off
 from ingest.runtime import Runtime
-from ingest.settings import Settings
 from router.repeats import (
     Probe,
     RepeatFinder,
     RepeatFinding,
-    RepeatPolicy,
-    TextSimilarity,
     merged_into,
     record_repeat_contact,
 )
-from router.segment import Segmenter
 from store.intake import is_known, reserve_number
 from store.models import Ticket
 from store.numbering import period_of
@@ -58,21 +53,10 @@ from store.tickets import as_utc
 log = structlog.get_logger(__name__)
 
 
-@lru_cache(maxsize=4)
-def _similarity(keywords: tuple[str, ...]) -> TextSimilarity:
-    # Loading jieba's dictionary takes about a second; the segmenter is read-only afterwards
-    # and safe to share, so every app built in one process (tests build many) shares one.
-    return TextSimilarity(Segmenter(keywords))
-
-
-def repeat_finder(settings: Settings) -> RepeatFinder:
-    """``RepeatFinder.from_settings`` with the segmenter shared per set of keywords.
-
-    Lead: this cache belongs in ``RepeatFinder.from_settings`` (router/repeats.py), where the
-    hotline edge would share it too.
-    """
-    keywords = tuple(k for c in settings.categories for k in c.keywords)
-    return RepeatFinder(RepeatPolicy.from_settings(settings), _similarity(keywords))
+def repeat_finder(runtime: Runtime) -> RepeatFinder:
+    """The repeat rule for the form, with the process's one segmenter (``Runtime.segmenter``),
+    which the hotline edge and the router worker share."""
+    return RepeatFinder.from_settings(runtime.settings, runtime.segmenter)
 
 
 def can_repeat(draft: TicketDraft) -> bool:

@@ -55,7 +55,7 @@ class Submissions:
         self.pages = channel.pages
         self.calendar = channel.calendar
         self.clock = channel.clock
-        self.finder = repeat_finder(self.settings)
+        self.finder = repeat_finder(self.runtime)
 
     async def submit(self, request: Request, which: str) -> Response:
         query_lang = request.query_params.get("lang")
