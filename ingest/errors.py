@@ -17,7 +17,7 @@
     │   └── LifecycleError         router.lifecycle  an action the ticket's status forbids
     ├── Misconfigured          ours, at start-up: the process must not start
     │   ├── ConfigError            ingest.settings
-    │   └── UnknownWorker          workers.registry
+    │   └── DuplicateName, UnknownName (UnknownWorker)   ingest.registry: a registry's names
     ├── Interrupted            an operator stopped a long command (Ctrl-C of import-calls)
     └── ApiError               ingest.http       an HTTP answer already decided (status, code)
 

@@ -10,17 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TypeVar
 
+from ingest.errors import Misconfigured
+
 T = TypeVar("T")
 
 
-class DuplicateName(ValueError):
+class DuplicateName(Misconfigured, ValueError):
     def __init__(self, kind: str, name: str) -> None:
         super().__init__(f"duplicate {kind} name {name!r}: registered more than once")
         self.kind = kind
         self.name = name
 
 
-class UnknownName(KeyError):
+class UnknownName(Misconfigured, KeyError):
     # A KeyError, so ``name in registry`` and ``registry.get(name)`` work as for any mapping.
     def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
         self.message = f"unknown {kind} {name!r}; known {kind}s: {', '.join(sorted(known))}"

@@ -27,6 +27,8 @@ HOMES = {
     "BodyRefused": "ingest.bodies",
     "PayloadError": "channels.referral.payload",
     "UnknownOrder": "channels.referral.orders",
+    "UnknownWorker": "workers.registry",
+    "DuplicateName": "ingest.registry",
 }
 BRANCH = {
     "QueueUnavailable": Unavailable,
@@ -44,6 +46,8 @@ BRANCH = {
     "BodyRefused": Refused,
     "PayloadError": Refused,
     "UnknownOrder": Refused,
+    "UnknownWorker": Misconfigured,
+    "DuplicateName": Misconfigured,
 }
 
 
