@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer
 from sqlmodel import Field, SQLModel
 
+from store.outbox_states import RowStatus
+
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
@@ -31,10 +33,7 @@ class NotificationKind:
     URGE = "urge"
 
 
-class NotificationStatus:
-    PENDING = "pending"
-    SENT = "sent"
-    DEAD = "dead"  # gave up after email.outbox.max_attempts; a dead letter says why
+class NotificationStatus(RowStatus):
     SKIPPED = "skipped"  # nothing to send to (no outbound server is not this: that waits)
 
 

@@ -20,6 +20,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from store.outbox_states import RowStatus
+
 # SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger elsewhere (as store.models).
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -28,10 +30,7 @@ def _utc(nullable: bool = False) -> Any:
     return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable))
 
 
-class OutboxStatus:
-    PENDING = "pending"
-    SENT = "sent"
-    DEAD = "dead"
+class OutboxStatus(RowStatus):
     CANCELLED = "cancelled"
 
 

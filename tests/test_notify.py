@@ -26,6 +26,7 @@ from sqlalchemy import func, insert, select
 from sqlmodel import col
 from structlog.testing import capture_logs
 
+from channels.email.notices import queue_acknowledgements
 from channels.email.settings import OutboundSmtp, OutboundTls, OutboxSettings
 from channels.web.i18n import format_when
 from ingest.draft import Channel, MailThread, TicketDraft
@@ -35,7 +36,6 @@ from ingest.settings import DatabaseSettings
 from store.db import Database
 from store.models import DeadLetter, Event, Ticket
 from store.notification_models import Notification
-from store.notifications import queue_acknowledgements
 from store.tickets import NewTicket, find_ticket, ticket_json
 from tests.stack import Stack, make_draft
 from tests.support_http import STAFF, api_client

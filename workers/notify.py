@@ -30,6 +30,7 @@ from sqlalchemy import Connection, select
 from sqlmodel import col
 
 from channels.email.acknowledgement import TicketFacts, acknowledgement, urge_notice
+from channels.email.notices import last_urge_event, queue_urge_notices
 from channels.email.outbound import Delivery, send_mail
 from channels.email.settings import OutboundSmtp
 from channels.web.progress import issue_link
@@ -38,14 +39,9 @@ from ingest.runtime import Runtime
 from store.db import is_outage
 from store.models import Ticket
 from store.notification_models import NotificationKind
-from store.notifications import (
-    DueNotification,
-    claim_due,
-    last_urge_event,
-    queue_urge_notices,
-    record_attempt,
-    replay,
-)
+from store.notification_outbox import NOTIFICATIONS, DueNotification
+from store.outbox import Recorded, claim_due, record_attempt, replay
+from store.outbox_states import RowStatus
 from store.tickets import as_utc
 from workers.replays import take_replays
 from workers.settle import settler_of
@@ -153,14 +149,14 @@ class NotifyWorker:
         async def again(notification_id: int) -> bool:
             now = self._clock()
             return await self._runtime.database.write(
-                partial(replay, notification_id=notification_id, now=now)
+                partial(replay, outbox=NOTIFICATIONS, row_id=notification_id, now=now)
             )
 
         report.replayed = await take_replays(
             self._runtime.queue,
             self._queue_name,
             self._settler,
-            key="notification_id",
+            key=NOTIFICATIONS.id_key,
             replay=again,
         )
 
@@ -176,7 +172,7 @@ class NotifyWorker:
         lease = timedelta(seconds=self._outbox.lease_seconds)
         limit = self._outbox.batch_size
         due = await self._runtime.database.write(
-            lambda conn: claim_due(conn, now, lease=lease, limit=limit)
+            lambda conn: claim_due(conn, NOTIFICATIONS, now, lease=lease, limit=limit)
         )
         gate = asyncio.Semaphore(_SEND_CONCURRENCY)
 
@@ -250,24 +246,26 @@ class NotifyWorker:
             self._unrecorded.pop(0)
 
     async def _record(self, outcome: _Outcome, report: Sweep) -> None:
-        state = await self._runtime.database.write(
+        recorded = await self._runtime.database.write(
             partial(
                 record_attempt,
+                outbox=NOTIFICATIONS,
                 due=outcome.due,
-                delivery=outcome.delivery,
-                outbox=self._outbox,
+                outcome=outcome.delivery.outcome(),
+                policy=self._outbox,
                 dead_letter_queue=self._queue_name,
                 now=outcome.at,
             )
         )
-        self._count(outcome, state, report)
+        self._count(outcome, recorded, report)
 
-    def _count(self, outcome: _Outcome, state: str, report: Sweep) -> None:
-        due, delivery = outcome.due, outcome.delivery
+    def _count(self, outcome: _Outcome, recorded: Recorded, report: Sweep) -> None:
+        due, delivery, state = outcome.due, outcome.delivery, recorded.status
+        dead = state == RowStatus.DEAD
         report.attempts += 1
         report.sent += delivery.sent
-        report.dead += state == "dead"
-        label = "sent" if delivery.sent else ("dead" if state == "dead" else "retry")
+        report.dead += dead
+        label = "sent" if delivery.sent else ("dead" if dead else "retry")
         self._runtime.metrics.notifications.labels(kind=due.kind, outcome=label).inc()
         (log.info if delivery.sent else log.warning)(
             "notification_attempt",

@@ -31,19 +31,14 @@ import structlog
 
 from channels.referral.dropfolder import DropFolder
 from channels.referral.orders import ReferralIntake, apply_held_updates
-from channels.referral.outbox import (
-    DueReply,
-    claim_due,
-    last_reply_trigger,
-    queue_replies,
-    record_attempt,
-    register_new_tickets,
-    replay,
-)
+from channels.referral.outbox import last_reply_trigger, queue_replies, register_new_tickets
 from channels.referral.sender import SendOutcome, send_reply
 from channels.referral.signature import forget_signatures, replay_window
 from ingest.queues import QueueNames
 from ingest.runtime import Runtime
+from store.outbox import claim_due, record_attempt, replay
+from store.outbox_states import RowStatus
+from store.referral_outbox import REPLIES, DueReply
 from workers.replays import take_replays
 from workers.settle import settler_of
 from workers.steps import Steps
@@ -51,6 +46,7 @@ from workers.steps import Steps
 log = structlog.get_logger(__name__)
 _CLEANUP_SECONDS = 60.0
 _SEND_CONCURRENCY = 8
+_BATCH = 20
 
 
 @dataclass
@@ -188,7 +184,9 @@ class ReferralsWorker:
         replies = self._settings.replies
         lease = timedelta(seconds=replies.timeout_seconds + 30)
         now = self._clock()
-        due = await self._runtime.database.write(lambda conn: claim_due(conn, now, lease))
+        due = await self._runtime.database.write(
+            lambda conn: claim_due(conn, REPLIES, now, lease=lease, limit=_BATCH)
+        )
         if not due:
             return
         if self._client is None:
@@ -216,9 +214,10 @@ class ReferralsWorker:
             lambda conn: [
                 record_attempt(
                     conn,
+                    REPLIES,
                     reply,
-                    outcome,
-                    settings=replies,
+                    outcome.outcome(),
+                    policy=replies,
                     dead_letter_queue=self._queue_name,
                     now=finished,
                 )
@@ -228,14 +227,14 @@ class ReferralsWorker:
         for (reply, outcome), state in zip(results, recorded, strict=True):
             report.attempts += 1
             report.delivered += outcome.delivered
-            report.dead += state.status == "dead"
+            report.dead += state.status == RowStatus.DEAD
             log_method = log.info if outcome.delivered else log.warning
             log_method(
                 "referral_reply_attempt",
                 number=reply.number,
                 source=reply.source,
                 reply=reply.kind,
-                attempt=reply.attempts + 1,
+                attempt=reply.attempt,
                 delivered=outcome.delivered,
                 status=outcome.status,
                 state=state.status,
@@ -248,8 +247,10 @@ class ReferralsWorker:
 
         async def again(outbox_id: int) -> bool:
             now = self._clock()
-            return await self._runtime.database.write(partial(replay, outbox_id=outbox_id, now=now))
+            return await self._runtime.database.write(
+                partial(replay, outbox=REPLIES, row_id=outbox_id, now=now)
+            )
 
         report.replayed = await take_replays(
-            self._runtime.queue, self._queue_name, self._settler, key="outbox_id", replay=again
+            self._runtime.queue, self._queue_name, self._settler, key=REPLIES.id_key, replay=again
         )

@@ -21,6 +21,7 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
+from channels.email.notices import queue_acknowledgements
 from ingest.draft import TicketDraft
 from ingest.metrics import Metrics
 from ingest.queue import Delivery, QueueBackend, QueueUnavailable
@@ -32,7 +33,6 @@ from router.mail_threads import Placed, place_mail
 from router.repeats import RepeatFinder, apply_repeat_rule
 from router.rules import Router
 from store.db import TRANSIENT_DB_ERRORS, Database, is_outage
-from store.notifications import queue_acknowledgements
 from store.numbering import allocate_numbers, period_of
 from store.tickets import NewTicket, existing_numbers, insert_tickets
 from workers.settle import Done, Outcome, Reject, Retry, Settler

@@ -16,6 +16,7 @@ from email.message import EmailMessage
 import aiosmtplib
 
 from channels.email.settings import OutboundSmtp, OutboundTls
+from store.outbox import AttemptOutcome
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class Delivery:
     sent: bool
     permanent: bool = False  # only meaningful when not sent: retrying will not help
     detail: str = ""  # the server's answer or the error, without addresses
+
+    def outcome(self) -> AttemptOutcome:
+        """As the outbox engine records it."""
+        return AttemptOutcome(self.sent, permanent=self.permanent, detail=self.detail)
 
 
 async def send_mail(

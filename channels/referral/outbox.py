@@ -1,15 +1,14 @@
-"""The referral outbox and the sweeps that fill it (synchronous Core, run in
-``Database.write``; every function here is idempotent, so several referrals workers may run).
+"""What the referral channel queues in its outbox, and the sweeps that fill it (synchronous
+Core, run in ``Database.write``; every function here is idempotent, so several referrals
+workers may run). Sending, retries, dead letters and replays are the outbox engine's
+(``store.outbox`` with ``store.referral_outbox.REPLIES``).
 
 * :func:`register_new_tickets`: once the router has made an order's ticket, record the
   authority's clocks and the confidential marker on it (``referral_registered``), sign for
   it (``signed_for``) and queue the 签收 confirmation when the source wants one;
 * :func:`queue_replies`: each ``handle`` event of a referral ticket whose source has a reply
   route gets one ``reply`` row (unique on ticket, kind and that event): a returned order
-  (退单) handled again sends a new reply;
-* :func:`claim_due` / :func:`record_attempt`: hand out rows whose time has come, and record
-  each attempt as an event, then ``sent``, a retry with capped jittered backoff, or ``dead``
-  (with a dead letter, replayable with ``shouli dead-letters replay``).
+  (退单) handled again sends a new reply.
 
 Polling handled tickets rather than hooking the staff API keeps the reply independent of
 how the ``handle`` event was made, and a crash between the event and the reply loses
@@ -18,47 +17,29 @@ nothing: the next sweep finds the event without its row.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, and_, func, select, update
 from sqlmodel import col
 
-from channels.referral.sender import SendOutcome
-from channels.referral.settings import ReferralMapping, ReferralSettings, ReplySettings
-from ingest.backoff import backoff_seconds
+from channels.referral.settings import ReferralMapping, ReferralSettings
 from ingest.draft import Channel
-from store.models import DeadLetter, Event, Ticket
-from store.referral_models import OutboxStatus, ReferralOrderRecord, ReferralOutbox
+from store.models import Event, Ticket
+from store.outbox import enqueue, iso, new_events, newest_event_id, write_event
+from store.referral_models import ReferralOrderRecord, ReferralOutbox
+from store.referral_outbox import REPLIES
 from store.tickets import as_utc
 
 ACTOR = "referrals"
 REPLY, SIGN_FOR = "reply", "sign_for"
-# Out-of-order commits: an event id below one already seen may still commit a moment later,
-# so every sweep looks this many ids back (cheap: a primary-key range).
-EVENT_ID_MARGIN = 10_000
-
-
-def _iso(value: datetime | None) -> str | None:
-    value = as_utc(value)
-    return value.isoformat() if value else None
-
-
-def _insert(conn: Connection) -> Any:
-    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
 def _event(
     conn: Connection, ticket_id: int, kind: str, detail: dict[str, Any], at: datetime
 ) -> None:
-    conn.execute(
-        insert(Event).values(ticket_id=ticket_id, at=at, kind=kind, actor=ACTOR, detail=detail)
-    )
+    write_event(conn, ticket_id, kind, detail, actor=ACTOR, at=at)
 
 
 def _time(value: datetime, mapping: ReferralMapping | None, zone: ZoneInfo) -> str:
@@ -115,11 +96,11 @@ def register_new_tickets(
                 "reference": order.reference,
                 "request_type": order.request_type,
                 "handling_unit": order.handling_unit,
-                "dispatched_at": _iso(order.dispatched_at),
+                "dispatched_at": iso(order.dispatched_at),
                 "clocks": {
-                    "sign_for_due": _iso(sign_for_due),
-                    "contact_due": _iso(order.contact_due),
-                    "complete_due": _iso(order.complete_due),
+                    "sign_for_due": iso(sign_for_due),
+                    "contact_due": iso(order.contact_due),
+                    "complete_due": iso(order.complete_due),
                 },
                 "confidential": order.confidential,
             },
@@ -132,7 +113,7 @@ def register_new_tickets(
             conn,
             ticket_id,
             "signed_for",
-            {"desk": source.liaison_desk, "due": _iso(sign_for_due), "late": late},
+            {"desk": source.liaison_desk, "due": iso(sign_for_due), "late": late},
             now,
         )
         mapping = settings.mappings.get(source.mapping)
@@ -161,22 +142,15 @@ def _queue(
     payload: dict[str, Any],
     now: datetime,
 ) -> None:
-    conn.execute(
-        _insert(conn)(ReferralOutbox)
-        .values(
-            ticket_id=ticket_id,
-            number=number,
-            source=source,
-            kind=kind,
-            trigger_event_id=trigger,
-            payload=payload,
-            status=OutboxStatus.PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        .on_conflict_do_nothing()
-    )
+    row = {
+        "ticket_id": ticket_id,
+        "number": number,
+        "source": source,
+        "kind": kind,
+        "trigger_event_id": trigger,
+        "payload": payload,
+    }
+    enqueue(conn, REPLIES, [row], now)
 
 
 def last_reply_trigger(conn: Connection) -> int:
@@ -193,7 +167,7 @@ def queue_replies(
     conn: Connection, settings: ReferralSettings, zone: ZoneInfo, after_event_id: int, now: datetime
 ) -> tuple[int, int]:
     """Queue a reply for each new ``handle`` event; returns (queued, newest event id seen)."""
-    newest = int(conn.execute(select(func.max(col(Event.id)))).scalar_one_or_none() or 0)
+    newest = newest_event_id(conn)
     sources = [s.key for s in settings.sources if s.reply is not None]
     if not sources:
         return 0, newest
@@ -206,28 +180,15 @@ def queue_replies(
         )
         .exists()
     )
-    rows = conn.execute(
-        select(
-            col(Event.id).label("event_id"),
-            col(Event.at),
-            col(Event.actor),
-            col(Event.detail),
-            col(Ticket.id).label("ticket_id"),
-            col(Ticket.number),
-            col(Ticket.referral_source),
-            col(Ticket.referral_reference),
-            col(Ticket.department),
-        )
-        .join(Ticket, col(Ticket.id) == col(Event.ticket_id))
-        .where(
-            col(Event.id) > max(after_event_id - EVENT_ID_MARGIN, 0),
-            col(Event.id) <= newest,
-            col(Event.kind) == "handle",
-            col(Ticket.referral_source).in_(sources),
-            ~replied,
-        )
-        .order_by(col(Event.id))
-    ).all()
+    handled = new_events(
+        "handle",
+        after_event_id,
+        newest,
+        col(Ticket.referral_source),
+        col(Ticket.referral_reference),
+        col(Ticket.department),
+    )
+    rows = conn.execute(handled.where(col(Ticket.referral_source).in_(sources), ~replied)).all()
     for row in rows:
         source = settings.source(row.referral_source or "")
         assert source is not None
@@ -251,148 +212,3 @@ def queue_replies(
         )
         _queue(conn, row.ticket_id, row.number, source.key, REPLY, row.event_id, payload, now)
     return len(rows), newest
-
-
-@dataclass(frozen=True)
-class DueReply:
-    id: int
-    ticket_id: int
-    number: str
-    source: str
-    kind: str
-    payload: dict[str, Any]
-    attempts: int
-
-
-def claim_due(conn: Connection, now: datetime, lease: timedelta, limit: int = 20) -> list[DueReply]:
-    """Rows whose next attempt is due, leased for ``lease`` so no other worker sends them."""
-    query = (
-        select(ReferralOutbox)
-        .where(
-            col(ReferralOutbox.status) == OutboxStatus.PENDING,
-            col(ReferralOutbox.next_attempt_at) <= now,
-        )
-        .order_by(col(ReferralOutbox.next_attempt_at), col(ReferralOutbox.id))
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    due = conn.execute(query).all()
-    if not due:
-        return []
-    conn.execute(
-        update(ReferralOutbox)
-        .where(col(ReferralOutbox.id).in_([row.id for row in due]))
-        .values(next_attempt_at=now + lease)
-    )
-    return [
-        DueReply(
-            id=row.id,
-            ticket_id=row.ticket_id,
-            number=row.number,
-            source=row.source,
-            kind=row.kind,
-            payload=dict(row.payload),
-            attempts=row.attempts,
-        )
-        for row in due
-    ]
-
-
-@dataclass(frozen=True)
-class Recorded:
-    status: str
-    next_attempt_at: datetime | None = None
-
-
-def record_attempt(
-    conn: Connection,
-    reply: DueReply,
-    outcome: SendOutcome,
-    *,
-    settings: ReplySettings,
-    dead_letter_queue: str,
-    now: datetime,
-) -> Recorded:
-    """One attempt: an event on the ticket, and the row's next state."""
-    attempt = reply.attempts + 1
-    detail: dict[str, Any] = {
-        "reply": reply.kind,
-        "outbox_id": reply.id,
-        "attempt": attempt,
-        "delivered": outcome.delivered,
-        "status": outcome.status,
-    }
-    if outcome.delivered:
-        conn.execute(
-            update(ReferralOutbox)
-            .where(col(ReferralOutbox.id) == reply.id)
-            .values(status=OutboxStatus.SENT, attempts=attempt, sent_at=now, last_error=None)
-        )
-        _event(conn, reply.ticket_id, "reply_attempt", detail, now)
-        _event(
-            conn,
-            reply.ticket_id,
-            "reply_delivered",
-            {"reply": reply.kind, "attempts": attempt},
-            now,
-        )
-        return Recorded(OutboxStatus.SENT)
-    detail["error"] = outcome.error
-    if outcome.permanent or attempt >= settings.max_attempts:
-        why = "refused by the receiver" if outcome.permanent else f"{attempt} attempts failed"
-        reason = f"{why}; last error: {outcome.error}"
-        conn.execute(
-            update(ReferralOutbox)
-            .where(col(ReferralOutbox.id) == reply.id)
-            .values(status=OutboxStatus.DEAD, attempts=attempt, last_error=outcome.error)
-        )
-        dead = conn.execute(
-            insert(DeadLetter)
-            .values(
-                queue=dead_letter_queue,
-                message_id=f"referral-outbox:{reply.id}",
-                body=json.dumps({"outbox_id": reply.id, "number": reply.number}).encode(),
-                reason=reason[:4000],
-                attempts=attempt,
-                failed_at=now,
-            )
-            .returning(col(DeadLetter.id))
-        ).scalar_one()
-        _event(conn, reply.ticket_id, "reply_attempt", detail, now)
-        _event(
-            conn,
-            reply.ticket_id,
-            "reply_dead_lettered",
-            {"reply": reply.kind, "attempts": attempt, "reason": reason, "dead_letter_id": dead},
-            now,
-        )
-        return Recorded(OutboxStatus.DEAD)
-    next_at = now + timedelta(seconds=backoff_seconds(attempt, settings))
-    conn.execute(
-        update(ReferralOutbox)
-        .where(col(ReferralOutbox.id) == reply.id)
-        .values(attempts=attempt, next_attempt_at=next_at, last_error=outcome.error)
-    )
-    _event(conn, reply.ticket_id, "reply_attempt", detail | {"next_attempt_at": _iso(next_at)}, now)
-    return Recorded(OutboxStatus.PENDING, next_at)
-
-
-def replay(conn: Connection, outbox_id: int, now: datetime) -> bool:
-    """A dead reply back to pending (``shouli dead-letters replay``); False if not dead."""
-    row = conn.execute(select(ReferralOutbox).where(col(ReferralOutbox.id) == outbox_id)).first()
-    if row is None or row.status != OutboxStatus.DEAD:
-        return False
-    conn.execute(
-        update(ReferralOutbox)
-        .where(col(ReferralOutbox.id) == outbox_id)
-        .values(status=OutboxStatus.PENDING, attempts=0, next_attempt_at=now)
-    )
-    _event(
-        conn,
-        row.ticket_id,
-        "reply_replayed",
-        {"reply": row.kind, "outbox_id": outbox_id, "after_attempts": row.attempts},
-        now,
-    )
-    return True

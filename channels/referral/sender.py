@@ -23,6 +23,7 @@ from channels.email.settings import OutboundSmtp
 from channels.referral.reply_mail import reply_message, smtp_code
 from channels.referral.settings import ReferralMapping, ReferralSource
 from channels.referral.signature import signed_headers
+from store.outbox import AttemptOutcome
 
 _TRANSIENT_4XX = frozenset({408, 409, 425, 429})
 DELIVERY_HEADER = "X-Shouli-Delivery"
@@ -34,6 +35,12 @@ class SendOutcome:
     status: int | None = None
     error: str | None = None
     permanent: bool = False
+
+    def outcome(self) -> AttemptOutcome:
+        """As the outbox engine records it: ``status`` is the code on the attempt's event."""
+        return AttemptOutcome(
+            self.delivered, permanent=self.permanent, detail=self.error or "", code=self.status
+        )
 
 
 def reply_body(payload: dict[str, Any]) -> bytes:

@@ -1,0 +1,162 @@
+"""What the email channel queues in the notification outbox (synchronous Core, run inside
+``Database.write``); the outbox engine (``store.outbox``) sends, retries and replays them.
+
+* :func:`queue_acknowledgements`: the router calls it in the batch transaction that makes
+  the tickets, so an acknowledgement (受理回执) is owed exactly when its ticket exists;
+* :func:`queue_urge_notices`: turns ``urge`` (催办) events into notices to the department's
+  mailbox, found by a sweep (however the urge was made: staff API, hotline repeat, referral).
+
+Rows are unique on ``dedupe_key`` (``ack:<number>``, ``urge:<event id>``): a replayed router
+batch or two notify workers sweeping the same events never make a second row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, String, cast, literal, select
+from sqlmodel import col
+
+from channels.email.settings import EmailSettings
+from ingest.draft import MailKind
+from ingest.settings import Department
+from store.models import Event, Ticket
+from store.notification_models import Notification, NotificationKind
+from store.notification_outbox import NOTIFICATIONS
+from store.outbox import enqueue, iso, new_events, newest_event_id
+from store.tickets import NewTicket
+
+# An urge older than this when the sweep first sees it is history (a worker deployed on an
+# existing database, or one down for a week): a notice now would only confuse the department.
+URGE_MAX_AGE = timedelta(days=7)
+
+
+def message_id_domain(email: EmailSettings) -> str:
+    """The right side of our Message-IDs: the outbound server's (``message_id_domain`` or the
+    sender's domain); before one is configured, the name our SMTP listener announces. The id
+    is fixed when the row is written, so a row queued before ``email.outbound`` was set keeps
+    that domain; it stays unique, which is all a Message-ID must be."""
+    return email.outbound.domain if email.outbound is not None else email.smtp.hostname
+
+
+def new_message_id(kind: str, domain: str) -> str:
+    return f"<{kind}.{uuid.uuid4().hex}@{domain}>"
+
+
+def _row(
+    kind: str,
+    dedupe_key: str,
+    ticket_id: int,
+    number: str,
+    recipient: str,
+    domain: str,
+    detail: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "dedupe_key": dedupe_key,
+        "ticket_id": ticket_id,
+        "number": number,
+        "recipient": recipient,
+        "message_id": new_message_id(kind, domain),
+        "detail": detail,
+    }
+
+
+def _acknowledged(ticket: NewTicket, email: EmailSettings) -> str | None:
+    """The address to acknowledge ``ticket`` to, or None when it gets no acknowledgement."""
+    draft = ticket.draft
+    settings = email.acknowledgement
+    if not settings.enabled or draft.channel.value not in settings.channels:
+        return None
+    person = draft.complainant
+    address = (person.email or "").strip().lower()
+    if person.anonymous or "@" not in address or email.is_ours(address):
+        return None
+    if draft.mail is not None and draft.mail.kind is not MailKind.NORMAL:
+        return None  # never answer an auto-reply or a bounce (RFC 3834: no mail loops)
+    return address
+
+
+def _reply_to(ticket: NewTicket, email: EmailSettings) -> str | None:
+    """Where a reply to the acknowledgement should go (our From is a no-reply sender): the
+    complaint mailbox it came in by, else the first complaint mailbox; None without one."""
+    boxes = [m for m in email.mailboxes if not m.referral]
+    desk = ticket.draft.first_contact.id
+    mailbox = next((m for m in boxes if m.desk == desk), boxes[0] if boxes else None)
+    return mailbox.address if mailbox else None
+
+
+def queue_acknowledgements(
+    conn: Connection, tickets: Sequence[NewTicket], email: EmailSettings, now: datetime
+) -> int:
+    """One ``ack`` row per just-created ticket that should be acknowledged; returns how many
+    rows were new. Call right after ``insert_tickets`` in the same transaction."""
+    wanted = [(t, a) for t in tickets if (a := _acknowledged(t, email)) is not None]
+    if not wanted:
+        return 0
+    found = conn.execute(
+        select(col(Ticket.number), col(Ticket.id)).where(
+            col(Ticket.number).in_([t.number for t, _ in wanted])
+        )
+    )
+    ids: dict[str, int] = {n: i for n, i in found if i is not None}
+    domain = message_id_domain(email)
+    rows = []
+    for ticket, address in wanted:
+        mail = ticket.draft.mail
+        # Their Message-ID: the acknowledgement threads under the mail it answers.
+        detail: dict[str, Any] = {"in_reply_to": mail.message_id if mail else None}
+        detail["reply_to"] = _reply_to(ticket, email)
+        number = ticket.number
+        kind = NotificationKind.ACKNOWLEDGEMENT
+        rows.append(_row(kind, f"ack:{number}", ids[number], number, address, domain, detail))
+    return enqueue(conn, NOTIFICATIONS, rows, now)
+
+
+def last_urge_event(conn: Connection) -> int:
+    """Where the urge sweep starts after a restart: the event of the newest notice."""
+    detail = conn.execute(
+        select(col(Notification.detail))
+        .where(col(Notification.kind) == NotificationKind.URGE)
+        .order_by(col(Notification.id).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return int((detail or {}).get("event_id", 0))
+
+
+def queue_urge_notices(
+    conn: Connection,
+    departments: Sequence[Department],
+    email: EmailSettings,
+    after_event_id: int,
+    now: datetime,
+) -> tuple[int, int]:
+    """An ``urge`` row for each new ``urge`` event whose department has an ``email``;
+    returns (rows queued, newest event id seen) for the next sweep's ``after_event_id``."""
+    newest = newest_event_id(conn)
+    mailboxes = {d.key: d.email.strip().lower() for d in departments if d.email}
+    if not mailboxes:
+        return 0, newest
+    noticed = (
+        select(col(Notification.id))
+        .where(col(Notification.dedupe_key) == literal("urge:") + cast(col(Event.id), String))
+        .exists()
+    )
+    urges = new_events("urge", after_event_id, newest, col(Ticket.department))
+    found = conn.execute(urges.where(col(Event.at) >= now - URGE_MAX_AGE, ~noticed)).all()
+    domain = message_id_domain(email)
+    rows = []
+    for urge in found:
+        named = (urge.detail or {}).get("notify_department")
+        key = named if isinstance(named, str) and named else urge.department
+        if key not in mailboxes:
+            continue  # no mailbox for this department: it reads urges in the system only
+        facts = {"event_id": urge.event_id, "department": key, "urged_at": iso(urge.at)}
+        dedupe_key, address = f"urge:{urge.event_id}", mailboxes[key]
+        kind = NotificationKind.URGE
+        rows.append(_row(kind, dedupe_key, urge.ticket_id, urge.number, address, domain, facts))
+    return enqueue(conn, NOTIFICATIONS, rows, now), newest
