@@ -81,8 +81,7 @@ async def test_a_half_written_file_is_left_alone_until_it_is_renamed_complete(
     assert sweep.files == {"gov12345": ["SZ12345-000871.json"]}
     assert (folder / "processed" / "SZ12345-000871.json").read_bytes() == data
     assert (folder / ".SZ12345-000872.json").exists(), "dotfiles stay where they are"
-    embedded_stack.start_router()
-    assert await embedded_stack.wait_for_tickets(1) == 1
+    assert await embedded_stack.drain() == 1
 
 
 async def test_a_file_written_in_place_waits_until_it_stopped_changing(
@@ -149,9 +148,7 @@ async def test_a_duplicate_order_file_is_processed_without_a_second_ticket(
     assert second.files == {"gov12345": ["order.json"]}
     processed = sorted(p.name for p in (folder / "processed").iterdir())
     assert processed == ["order-again.json", "order.1.json", "order.json"]
-    stack.start_router()
-    assert await stack.wait_for_tickets(1) == 1
-    await stack.stop_routers()
+    assert await stack.drain(stop=True) == 1
     assert await stack.ticket_count() == 1
 
 
@@ -164,8 +161,7 @@ async def test_an_xml_order_file_and_its_update_file_reach_the_same_ticket(
         await worker.sweep()
         shutil.copy(FIXTURES / "gov12345-order.xml", folder / "SZ12345-000902.xml")
         await worker.sweep()
-        embedded_stack.start_router()
-        assert await embedded_stack.wait_for_tickets(1) == 1
+        assert await embedded_stack.drain() == 1
         urge = (
             "<工单><工单编号>SZ12345-20261124-000902</工单编号><操作类型>督办</操作类型>"
             "<说明>纪检监察部门请从严核查</说明></工单>"
@@ -215,8 +211,7 @@ async def test_an_unusable_drop_folder_does_not_stop_the_other_steps(
             await worker.sweep()  # strict, as in tests: the failure is raised
         async with api_client(embedded_stack.rt) as client:
             assert (await post_signed(client, order())).status_code == 201
-        embedded_stack.start_router()
-        assert await embedded_stack.wait_for_tickets(1) == 1
+        assert await embedded_stack.drain() == 1
         sweep = await worker.sweep(strict=False)  # as the running worker does
     finally:
         await worker.close()

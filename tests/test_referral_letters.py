@@ -58,8 +58,7 @@ async def test_a_letter_with_its_scans_becomes_a_letter_ticket_of_the_registerin
     )
     assert response.status_code == 201, response.text
     number = response.json()["number"]
-    stack.start_router()
-    assert await stack.wait_for_tickets(1) == 1
+    assert await stack.drain() == 1
     ticket = await ticket_of(stack, number)
     assert ticket["channel"] == "letter"
     assert ticket["source_key"] == "letter:XF-2026-1124-017"
@@ -102,8 +101,7 @@ async def test_a_visit_forwarded_by_a_regulator_is_a_referral_with_its_deadline(
     }
     response = await embedded_client.post("/api/letters", data=visit, headers=STAFF)
     assert response.status_code == 201, response.text
-    embedded_stack.start_router()
-    assert await embedded_stack.wait_for_tickets(1) == 1
+    assert await embedded_stack.drain() == 1
     ticket = await ticket_of(embedded_stack, response.json()["number"])
     assert ticket["first_contact"]["id"] == "reception-1"
     assert ticket["referral"] == {
@@ -163,8 +161,7 @@ async def test_a_confidential_letter_keeps_phone_numbers_out_of_its_text(
     }
     response = await embedded_client.post("/api/letters", data=letter, headers=STAFF)
     assert response.status_code == 201, response.text
-    embedded_stack.start_router()
-    assert await embedded_stack.wait_for_tickets(1) == 1
+    assert await embedded_stack.drain() == 1
     ticket = await ticket_of(embedded_stack, response.json()["number"])
     assert "13812345678" not in ticket["body"] and "138****5678" in ticket["body"]
     assert "XF-2026-1124-018" in ticket["body"]

@@ -188,8 +188,7 @@ async def test_a_12345_order_becomes_an_important_referral_ticket_with_the_liais
 ) -> None:
     response = await post_signed(embedded_client, order())
     assert response.status_code == 201, response.text
-    embedded_stack.start_router()
-    assert await embedded_stack.wait_for_tickets(1) == 1
+    assert await embedded_stack.drain() == 1
     ticket = await ticket_of(embedded_stack, response.json()["number"])
     assert ticket["channel"] == "referral"
     assert ticket["source_key"] == "gov12345:SZ12345-20261124-000871"
@@ -223,8 +222,7 @@ async def test_a_generic_order_becomes_a_ticket_with_its_email_and_category(
         embedded_client, fixture("generic-order.json"), source="housing-regulator", secret=REGULATOR
     )
     assert response.status_code == 201, response.text
-    embedded_stack.start_router()
-    assert await embedded_stack.wait_for_tickets(1) == 1
+    assert await embedded_stack.drain() == 1
     ticket = await ticket_of(embedded_stack, response.json()["number"])
     assert ticket["complainant"]["email"] == "chen.jing@example.cn"
     assert ticket["complainant"]["phone"] == "+8613987654321"

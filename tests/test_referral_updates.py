@@ -34,8 +34,7 @@ def update(kind: str, **fields: Any) -> dict[str, Any]:
 async def _new_ticket(stack: Stack, client: httpx.AsyncClient) -> str:
     response = await post_signed(client, order())
     assert response.status_code == 201, response.text
-    stack.start_router()
-    assert await stack.wait_for_tickets(1) == 1
+    assert await stack.drain() == 1
     number: str = response.json()["number"]
     return number
 
@@ -49,9 +48,7 @@ async def test_the_same_order_sent_again_answers_the_same_number_and_changes_not
     )
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json() == {"number": first.json()["number"], "duplicate": True}
-    stack.start_router()
-    assert await stack.wait_for_tickets(1) == 1
-    await stack.stop_routers()
+    assert await stack.drain(stop=True) == 1
     assert await stack.ticket_count() == 1
 
 
@@ -164,8 +161,7 @@ async def test_updates_that_arrive_before_the_ticket_is_made_are_held_and_applie
     worker = referrals_worker(stack)
     try:
         assert (await worker.sweep()).updates_applied == 0, "no ticket yet: still held"
-        stack.start_router()
-        assert await stack.wait_for_tickets(1) == 1
+        assert await stack.drain() == 1
         sweep = await worker.sweep()
     finally:
         await worker.close()

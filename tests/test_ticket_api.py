@@ -24,9 +24,7 @@ async def api(embedded_stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
 async def _one_ticket(stack: Stack, **fields) -> str:
     await stack.rt.handoff.submit(make_draft(**fields))
-    stack.start_router()
-    assert await stack.wait_for_tickets(1) == 1
-    await stack.stop_routers()
+    assert await stack.drain(stop=True) == 1
     async with stack.rt.database.sessions() as session:
         from sqlalchemy import select
 

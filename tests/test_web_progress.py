@@ -57,8 +57,7 @@ async def test_the_public_timeline_shows_department_due_date_and_result_but_noth
     async with api_client(stack.rt) as client:
         answer = await submit(client, category="water_quality")
         number = answer["number"]
-        stack.start_router()
-        assert await stack.wait_for_tickets(1) == 1
+        assert await stack.drain() == 1
         dispatched = (await progress(client, number, "13812345678")).json()
         ticket = await ticket_of(stack, number)
         assert dispatched["status"] == "dispatched"
@@ -199,8 +198,7 @@ async def test_a_ticket_from_another_channel_is_followed_by_number_and_the_compl
     embedded_stack: Stack,
 ) -> None:
     accepted = await accept(embedded_stack.rt, make_draft())  # 张三, +8613812345678
-    embedded_stack.start_router()
-    assert await embedded_stack.wait_for_tickets(1) == 1
+    assert await embedded_stack.drain() == 1
     async with api_client(embedded_stack.rt) as client:
         by_phone = await progress(client, accepted.number, "138 1234 5678")
         by_email = await progress(client, accepted.number, "ZHANG@example.cn")

@@ -118,8 +118,7 @@ async def test_a_queue_outage_answers_503_and_the_same_form_sent_again_keeps_its
         assert retry.status_code == 200
         number = retry.json()["number"]
         assert retry.json()["progress_url"], "the link is issued once the hand-off succeeds"
-        stack.start_router()
-        assert await stack.wait_for_tickets(1) == 1
+        assert await stack.drain() == 1
         assert (await ticket_of(stack, number))["source_key"] == data["idempotency_key"]
         progress = await client.get(
             f"/api/complaints/{number}/progress", params={"contact": data["contact"]}
