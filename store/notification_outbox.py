@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import Row
 
 from store.notification_models import Notification
-from store.outbox import AttemptOutcome, Due, Entry, Outbox, Recorded, iso, table_of
+from store.outbox import AttemptOutcome, Due, Entry, Outbox, Recorded, table_of
 from store.outbox_states import RowStatus
+from store.tickets import event_time
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def _attempted(due: DueNotification, _outcome: AttemptOutcome, done: Recorded) -
     if done.status == RowStatus.DEAD:
         failed = {"error": done.error, "reason": done.reason, "dead_letter_id": done.dead_letter_id}
         return [("notification_failed", base | failed)]
-    retry = {"error": done.error, "next_attempt_at": iso(done.next_attempt_at)}
+    retry = {"error": done.error, "next_attempt_at": event_time(done.next_attempt_at)}
     return [("notification_attempt_failed", base | retry)]
 
 

@@ -33,7 +33,6 @@ from ingest import backoff
 from ingest.logs import redact_text
 from store.models import DeadLetter, Event, Ticket
 from store.outbox_states import RowStatus
-from store.tickets import as_utc
 
 # Out-of-order commits: an event id below one already seen may still commit a moment later,
 # so every event sweep looks this many ids back (cheap: a primary-key range).
@@ -105,11 +104,6 @@ class Outbox(Generic[D]):
 
 def table_of(model: type[SQLModel]) -> Table:
     return model.metadata.tables[str(model.__tablename__)]
-
-
-def iso(value: datetime | None) -> str | None:
-    value = as_utc(value)
-    return value.isoformat() if value else None
 
 
 def write_event(

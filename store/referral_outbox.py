@@ -11,9 +11,10 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from store.outbox import AttemptOutcome, Due, Entry, Outbox, Recorded, iso, table_of
+from store.outbox import AttemptOutcome, Due, Entry, Outbox, Recorded, table_of
 from store.outbox_states import RowStatus
 from store.referral_models import ReferralOutbox
+from store.tickets import event_time
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def _attempted(due: DueReply, outcome: AttemptOutcome, done: Recorded) -> list[E
             "dead_letter_id": done.dead_letter_id,
         }
         return [("reply_attempt", attempt), ("reply_dead_lettered", dead)]
-    return [("reply_attempt", attempt | {"next_attempt_at": iso(done.next_attempt_at)})]
+    return [("reply_attempt", attempt | {"next_attempt_at": event_time(done.next_attempt_at)})]
 
 
 def _replayed(kind: str, row_id: int, attempts: int) -> list[Entry]:

@@ -22,6 +22,12 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def event_time(value: datetime | None) -> str | None:
+    """A time as event details record it: UTC ISO 8601 with its +00:00 offset."""
+    value = as_utc(value)
+    return value.isoformat() if value else None
+
+
 @dataclass(frozen=True)
 class NewEvent:
     kind: str

@@ -20,7 +20,7 @@ from router.lifecycle import OPEN_STATUSES
 from router.timelimit import TimeUnit
 from store.db import TRANSIENT_DB_ERRORS, Database
 from store.models import Ticket
-from store.tickets import NewEvent, add_event, as_utc
+from store.tickets import NewEvent, add_event, event_time
 
 log = structlog.get_logger(__name__)
 _OPEN = sorted(s.value for s in OPEN_STATUSES)
@@ -77,7 +77,7 @@ class SlaWorker:
                     NewEvent(
                         "overdue",
                         "sla",
-                        {"due_at": _iso(ticket.due_at), "department": ticket.department},
+                        {"due_at": event_time(ticket.due_at), "department": ticket.department},
                     ),
                     now,
                 )
@@ -131,8 +131,3 @@ def _as_timedelta(amount: float, unit: TimeUnit) -> timedelta:
         TimeUnit.WORKING_DAYS: 24,
     }[unit]
     return timedelta(hours=amount * hours)
-
-
-def _iso(value: datetime | None) -> str | None:
-    value = as_utc(value)
-    return value.isoformat() if value else None

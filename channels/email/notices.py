@@ -26,8 +26,8 @@ from ingest.settings import Department
 from store.models import Event, Ticket
 from store.notification_models import Notification, NotificationKind
 from store.notification_outbox import NOTIFICATIONS
-from store.outbox import enqueue, iso, new_events, newest_event_id
-from store.tickets import NewTicket
+from store.outbox import enqueue, new_events, newest_event_id
+from store.tickets import NewTicket, event_time
 
 # An urge older than this when the sweep first sees it is history (a worker deployed on an
 # existing database, or one down for a week): a notice now would only confuse the department.
@@ -155,7 +155,7 @@ def queue_urge_notices(
         key = named if isinstance(named, str) and named else urge.department
         if key not in mailboxes:
             continue  # no mailbox for this department: it reads urges in the system only
-        facts = {"event_id": urge.event_id, "department": key, "urged_at": iso(urge.at)}
+        facts = {"event_id": urge.event_id, "department": key, "urged_at": event_time(urge.at)}
         dedupe_key, address = f"urge:{urge.event_id}", mailboxes[key]
         kind = NotificationKind.URGE
         rows.append(_row(kind, dedupe_key, urge.ticket_id, urge.number, address, domain, facts))

@@ -27,10 +27,10 @@ from sqlmodel import col
 from channels.referral.settings import ReferralMapping, ReferralSettings
 from ingest.draft import Channel
 from store.models import Event, Ticket
-from store.outbox import enqueue, iso, new_events, newest_event_id, write_event
+from store.outbox import enqueue, new_events, newest_event_id, write_event
 from store.referral_models import ReferralOrderRecord, ReferralOutbox
 from store.referral_outbox import REPLIES
-from store.tickets import as_utc
+from store.tickets import as_utc, event_time
 
 ACTOR = "referrals"
 REPLY, SIGN_FOR = "reply", "sign_for"
@@ -96,11 +96,11 @@ def register_new_tickets(
                 "reference": order.reference,
                 "request_type": order.request_type,
                 "handling_unit": order.handling_unit,
-                "dispatched_at": iso(order.dispatched_at),
+                "dispatched_at": event_time(order.dispatched_at),
                 "clocks": {
-                    "sign_for_due": iso(sign_for_due),
-                    "contact_due": iso(order.contact_due),
-                    "complete_due": iso(order.complete_due),
+                    "sign_for_due": event_time(sign_for_due),
+                    "contact_due": event_time(order.contact_due),
+                    "complete_due": event_time(order.complete_due),
                 },
                 "confidential": order.confidential,
             },
@@ -113,7 +113,7 @@ def register_new_tickets(
             conn,
             ticket_id,
             "signed_for",
-            {"desk": source.liaison_desk, "due": iso(sign_for_due), "late": late},
+            {"desk": source.liaison_desk, "due": event_time(sign_for_due), "late": late},
             now,
         )
         mapping = settings.mappings.get(source.mapping)

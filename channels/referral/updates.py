@@ -29,12 +29,7 @@ from ingest.settings import Severity
 from router.lifecycle import Actor, IllegalTransition, transition
 from store.models import Ticket
 from store.referral_models import OutboxStatus, ReferralOutbox
-from store.tickets import NewEvent, add_event, as_utc
-
-
-def _iso(value: datetime | None) -> str | None:
-    value = as_utc(value)
-    return value.isoformat() if value else None
+from store.tickets import NewEvent, add_event, as_utc, event_time
 
 
 async def apply_update(
@@ -76,9 +71,13 @@ async def apply_update(
         if new_due > now:
             values["overdue_at"] = None
         events.append(
-            NewEvent("referral_extended", actor, base | {"from": _iso(due), "to": _iso(new_due)})
+            NewEvent(
+                "referral_extended",
+                actor,
+                base | {"from": event_time(due), "to": event_time(new_due)},
+            )
         )
-        result |= {"due_at": _iso(new_due)}
+        result |= {"due_at": event_time(new_due)}
     elif order.kind is UpdateKind.WITHDRAWAL:
         try:
             values["status"] = transition(ticket.status, "withdraw", {}, Actor.AUTHORITY).value
@@ -125,7 +124,7 @@ async def apply_update(
                     "status": dispatched.value,
                     "department": department,
                     "from_department": ticket.department,
-                    "due_at": _iso(due),
+                    "due_at": event_time(due),
                     "notify_department": department,
                 },
             )
@@ -146,7 +145,7 @@ async def apply_update(
         if order.deadline is not None and (due is None or order.deadline < due):
             new_due = order.deadline.astimezone(UTC)
             values |= {"due_at": new_due, "referral_deadline": new_due}
-            detail |= {"from": _iso(due), "due_at": _iso(new_due)}
+            detail |= {"from": event_time(due), "due_at": event_time(new_due)}
         events.append(
             NewEvent(
                 "referral_supervised", actor, detail | {"notify_department": ticket.department}
