@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from ingest.sections import env_secret
 from ingest.settings import Settings
 
 # The inline token of the shipped config.yaml's dev-officer entry, so that `make run` answers
@@ -36,19 +37,12 @@ def config_warnings(
     ]
 
 
-def _secret(env: str | None, inline: str | None, environ: Mapping[str, str]) -> str | None:
-    # As the settings' own secret() methods decide: a named variable wins over an inline value.
-    if env:
-        return environ.get(env) or None
-    return inline
-
-
 def _staff_warnings(settings: Settings, environ: Mapping[str, str]) -> list[ConfigWarning]:
     warnings: list[ConfigWarning] = []
     usable = 0
     for index, staff in enumerate(settings.auth.staff):
         where = f"auth.staff.{index}"
-        secret = _secret(staff.token_env, staff.token, environ)
+        secret = env_secret(staff.token_env, staff.token, environ)
         if secret is None:
             warnings.append(
                 (where, f"{staff.token_env} is not set: staff token {staff.id!r} cannot be used")
@@ -74,7 +68,7 @@ def _agent_warnings(settings: Settings, environ: Mapping[str, str]) -> list[Conf
     unset = [
         (index, agent)
         for index, agent in enumerate(agents)
-        if _secret(agent.token_env, agent.token, environ) is None
+        if env_secret(agent.token_env, agent.token, environ) is None
     ]
     for index, agent in unset:
         warnings.append(
@@ -94,7 +88,7 @@ def _referral_warnings(settings: Settings, environ: Mapping[str, str]) -> list[C
     warnings: list[ConfigWarning] = []
     for index, source in enumerate(settings.referrals.sources):
         where = f"referrals.sources.{index}"
-        current = _secret(source.secret_env, source.secret, environ)
+        current = env_secret(source.secret_env, source.secret, environ)
         rotated = environ.get(source.previous_secret_env or "") or None
         if current is None and rotated is None:
             warnings.append(
@@ -105,7 +99,7 @@ def _referral_warnings(settings: Settings, environ: Mapping[str, str]) -> list[C
                 )
             )
         webhook = source.reply.webhook if source.reply else None
-        if webhook is not None and _secret(webhook.secret_env, webhook.secret, environ) is None:
+        if webhook is not None and env_secret(webhook.secret_env, webhook.secret, environ) is None:
             warnings.append(
                 (
                     f"{where}.reply.webhook",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from channels.email.settings import EmailSettings
 from channels.hotline.settings import HotlineSettings
@@ -24,6 +24,7 @@ from channels.referral.settings import ReferralSettings
 from channels.web.settings import WebSettings
 from ingest.errors import Misconfigured
 from ingest.references import KnownKeys
+from ingest.sections import Section, env_secret
 from router.timelimit import TimeLimit
 
 ENV_PREFIX = "SHOULI_"
@@ -52,11 +53,7 @@ class ConfigNotFound(ConfigError):
         super().__init__([(str(path), f"file not found (looked in {looked_in}, {source})")])
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OrganisationSettings(_Section):
+class OrganisationSettings(Section):
     name: str = "示例市水务集团"
     name_en: str = "Example City Water Group"
     hotline: str = "96116"
@@ -77,7 +74,7 @@ class OrganisationSettings(_Section):
         return value
 
 
-class DatabaseSettings(_Section):
+class DatabaseSettings(Section):
     url: str = "sqlite+aiosqlite:///./var/shouli.db"
     pool_size: int = Field(default=10, ge=1, le=200)
     migrate_on_start: bool = True
@@ -96,7 +93,7 @@ class DatabaseSettings(_Section):
         return self.url.startswith("sqlite")
 
 
-class BrokerSettings(_Section):
+class BrokerSettings(Section):
     """No ``url``: the embedded queue in the store. An ``amqp://`` URL: RabbitMQ."""
 
     url: str | None = None
@@ -123,7 +120,7 @@ class BrokerSettings(_Section):
         return value
 
 
-class WorkerSettings(_Section):
+class WorkerSettings(Section):
     batch_size: int = Field(default=200, ge=1, le=5000)
     max_attempts: int = Field(default=6, ge=1, le=100)
     retry_base_seconds: float = Field(default=1.0, gt=0)
@@ -131,16 +128,16 @@ class WorkerSettings(_Section):
     shutdown_grace_seconds: float = Field(default=20.0, gt=0)
 
 
-class SlaSettings(_Section):
+class SlaSettings(Section):
     interval_seconds: float = Field(default=60.0, gt=0)
     escalate_unresolved_after: TimeLimit = TimeLimit.parse("30 days")
 
 
-class BlobSettings(_Section):
+class BlobSettings(Section):
     path: Path = Path("var/blobs")
 
 
-class HttpSettings(_Section):
+class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     # Every JSON body (hotline calls, ticket events; referral sources set their own
@@ -168,12 +165,12 @@ class LogFormat(StrEnum):
     CONSOLE = "console"
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: LogFormat = LogFormat.AUTO
 
 
-class StaffToken(_Section):
+class StaffToken(Section):
     """A bearer token for staff APIs. Prefer ``token_env`` so secrets stay out of the file."""
 
     id: str = Field(min_length=1)
@@ -182,12 +179,10 @@ class StaffToken(_Section):
     department: str | None = None
 
     def secret(self) -> str | None:
-        if self.token_env:
-            return os.environ.get(self.token_env) or None
-        return self.token
+        return env_secret(self.token_env, self.token)
 
 
-class AuthSettings(_Section):
+class AuthSettings(Section):
     staff: tuple[StaffToken, ...] = ()
 
 
@@ -197,7 +192,7 @@ class DepartmentRole(StrEnum):
     DISCIPLINE = "discipline"  # 纪检监察室: misconduct complaints, never the accused department
 
 
-class Department(_Section):
+class Department(Section):
     key: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name: str
     name_en: str
@@ -207,7 +202,7 @@ class Department(_Section):
     )
 
 
-class Category(_Section):
+class Category(Section):
     key: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name: str
     name_en: str
@@ -228,14 +223,14 @@ class Severity(StrEnum):
         return list(Severity).index(self)
 
 
-class SeverityRule(_Section):
+class SeverityRule(Section):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     level: Severity
     keywords: tuple[str, ...] = ()
     channels: tuple[str, ...] = Field(default=(), description="applies to every draft of these")
 
 
-class RoutingSettings(_Section):
+class RoutingSettings(Section):
     fallback_category: str = "other"
     default_severity: Severity = Severity.GENERAL
     invalid_when_anonymous_and_uncontactable: bool = True
@@ -244,7 +239,7 @@ class RoutingSettings(_Section):
     )
 
 
-class TimeLimits(_Section):
+class TimeLimits(Section):
     accept: TimeLimit = TimeLimit.parse("1 working day")
     handle: dict[Severity, TimeLimit] = Field(
         default_factory=lambda: {
@@ -260,7 +255,7 @@ class TimeLimits(_Section):
     callback_after_closure: TimeLimit = TimeLimit.parse("2 working days")
 
 
-class YearCalendar(_Section):
+class YearCalendar(Section):
     """A year's statutory holidays and adjusted working days (调休), as the State Council
     publishes them each autumn; overrides chinesecalendar, which ships only known years."""
 
@@ -268,13 +263,13 @@ class YearCalendar(_Section):
     workdays: tuple[date, ...] = ()
 
 
-class CalendarSettings(_Section):
+class CalendarSettings(Section):
     service_start: time = time(9, 0)
     service_end: time = time(18, 0)
     years: dict[int, YearCalendar] = Field(default_factory=dict)
 
 
-class Settings(_Section):
+class Settings(Section):
     organisation: OrganisationSettings = OrganisationSettings()
     database: DatabaseSettings = DatabaseSettings()
     broker: BrokerSettings = BrokerSettings()

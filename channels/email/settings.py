@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from ingest.sections import Section
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Mailbox(_Section):
+class Mailbox(Section):
     """A complaint mailbox: mail to it is accepted; its desk is the first contact."""
 
     address: str = Field(min_length=3, max_length=320)
@@ -29,7 +27,7 @@ class Mailbox(_Section):
         return value.strip().lower()
 
 
-class SmtpSettings(_Section):
+class SmtpSettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8025, ge=1, le=65535)
@@ -45,7 +43,7 @@ class OutboundTls(StrEnum):
     NONE = "none"  # a relay on loopback or a trusted network only
 
 
-class OutboundSmtp(_Section):
+class OutboundSmtp(Section):
     """The server our own mail leaves through: acknowledgements, notices, referral replies."""
 
     host: str = Field(min_length=1)
@@ -81,7 +79,7 @@ class OutboundSmtp(_Section):
         return environ.get(self.password_env) if self.password_env else None
 
 
-class AcknowledgementSettings(_Section):
+class AcknowledgementSettings(Section):
     """The acknowledgement mail (受理回执) to a complainant who gave an address."""
 
     enabled: bool = True
@@ -91,7 +89,7 @@ class AcknowledgementSettings(_Section):
     )
 
 
-class OutboxSettings(_Section):
+class OutboxSettings(Section):
     """The notification outbox the ``notify`` worker drains (acknowledgements, notices)."""
 
     poll_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
@@ -102,7 +100,7 @@ class OutboxSettings(_Section):
     lease_seconds: float = Field(default=120.0, gt=0, description="a claimed row's hold")
 
 
-class StormSettings(_Section):
+class StormSettings(Section):
     """A sender's mail storm becomes at most ``max_tickets`` tickets per ``window_minutes``;
     further mail in the window is a counted follow-up on the newest of them."""
 
@@ -111,7 +109,7 @@ class StormSettings(_Section):
     max_tickets: int = Field(default=3, ge=1, le=1000)
 
 
-class EmailSettings(_Section):
+class EmailSettings(Section):
     smtp: SmtpSettings = SmtpSettings()
     mailboxes: tuple[Mailbox, ...] = ()
     imap: tuple[ImapMailbox, ...] = ()
@@ -192,7 +190,7 @@ class ImapTls(StrEnum):
     NONE = "none"  # loopback or a trusted network only: the password crosses in clear
 
 
-class ImapMailbox(_Section):
+class ImapMailbox(Section):
     """A mailbox read by IMAP polling; its mail is handled as if sent to ``address``."""
 
     name: str = Field(

@@ -8,16 +8,16 @@ anything of the service (store, router, queue) itself.
 from __future__ import annotations
 
 import codecs
-import os
 import re
 from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ingest.phone import known_region
 from ingest.references import KnownKeys
+from ingest.sections import Section, env_secret
 from router.timelimit import TimeLimit, TimeUnit
 
 # The fields of a call record that an export column (or a JSON-lines key) can fill; the
@@ -57,11 +57,7 @@ Outcome = Literal["resolved", "dispatch"]
 Direction = Literal["inbound", "outbound"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HotlineAgent(_Section):
+class HotlineAgent(Section):
     """An agent (坐席) who may file calls; the token is bound to this id and team."""
 
     id: str = Field(min_length=1, max_length=200, description="agent id (坐席工号)")
@@ -71,12 +67,10 @@ class HotlineAgent(_Section):
     token_env: str | None = Field(default=None, description="environment variable with the token")
 
     def secret(self) -> str | None:
-        if self.token_env:
-            return os.environ.get(self.token_env) or None
-        return self.token
+        return env_secret(self.token_env, self.token)
 
 
-class VendorMapping(_Section):
+class VendorMapping(Section):
     """How one call-centre system's export names things. Exports differ per vendor."""
 
     columns: dict[str, str] = Field(
@@ -168,7 +162,7 @@ def identity_mapping() -> VendorMapping:
     return VendorMapping(columns={name: name for name in IMPORT_FIELDS})
 
 
-class RepeatSettings(_Section):
+class RepeatSettings(Section):
     """The repeat-complaint rule (重复投诉); used for calls at the edge and, through the router,
     for every channel whose complainant leaves a phone, an email or an account number."""
 
@@ -198,7 +192,7 @@ class RepeatSettings(_Section):
         return timedelta(**{unit[self.window.unit]: self.window.amount})
 
 
-class HotlineSettings(_Section):
+class HotlineSettings(Section):
     default_region: str = Field(default="CN", description="region of numbers without +country")
     agents: tuple[HotlineAgent, ...] = ()
     vendors: dict[str, VendorMapping] = Field(default_factory=dict)

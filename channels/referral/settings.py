@@ -14,7 +14,6 @@ through ``email.outbound``).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from enum import StrEnum
@@ -22,10 +21,11 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ingest.phone import known_region
 from ingest.references import KnownKeys
+from ingest.sections import Section, env_secret
 
 
 class UpdateKind(StrEnum):
@@ -127,10 +127,6 @@ DEFAULT_BOOLEANS: dict[str, bool] = {
 _KEY = r"^[a-z][a-z0-9_-]*$"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _check_zone(value: str | None) -> str | None:
     if value is not None:
         try:
@@ -140,7 +136,7 @@ def _check_zone(value: str | None) -> str | None:
     return value
 
 
-class ReferralMapping(_Section):
+class ReferralMapping(Section):
     """How one kind of work order names things: ticket field -> path in the payload.
 
     A path is dotted: ``工单编号`` or ``order.complainant.phone``; a number picks a list item
@@ -234,7 +230,7 @@ class ReferralMapping(_Section):
         return self.reply_fields.get(field, field)
 
 
-class _Secret(_Section):
+class _Secret(Section):
     secret: str | None = Field(
         default=None, min_length=16, description="inline secret: development and tests only"
     )
@@ -244,7 +240,7 @@ class _Secret(_Section):
 
     def current_secret(self) -> str | None:
         if self.secret_env:
-            return os.environ.get(self.secret_env) or None
+            return env_secret(self.secret_env)
         return self.secret
 
 
@@ -261,7 +257,7 @@ class WebhookReply(_Secret):
         return value
 
 
-class ReplyRoute(_Section):
+class ReplyRoute(Section):
     """Exactly one of ``webhook`` or ``email``."""
 
     webhook: WebhookReply | None = None
@@ -293,7 +289,7 @@ class MailFormat(StrEnum):
     CSV = "csv"  # an attached CSV file: a header row, then one order per row
 
 
-class MailReferral(_Section):
+class MailReferral(Section):
     """Work orders this source sends by mail to a referral mailbox (``email.mailboxes`` with
     ``referral: true``).
 
@@ -354,11 +350,11 @@ class ReferralSource(_Secret):
         """Every secret a request may be signed with (current first, then the rotated one)."""
         found = [self.current_secret()]
         if self.previous_secret_env:
-            found.append(os.environ.get(self.previous_secret_env) or None)
+            found.append(env_secret(self.previous_secret_env))
         return [s for s in found if s]
 
 
-class ReplySettings(_Section):
+class ReplySettings(Section):
     max_attempts: int = Field(default=8, ge=1, le=100, description="then a dead letter")
     retry_base_seconds: float = Field(default=30.0, gt=0)
     retry_max_seconds: float = Field(default=3600.0, gt=0)
@@ -368,7 +364,7 @@ class ReplySettings(_Section):
     )
 
 
-class LetterSettings(_Section):
+class LetterSettings(Section):
     """``POST /api/letters``: letters, visits and faxes registered by staff, with scans."""
 
     max_scan_bytes: int = Field(default=10 * 1_048_576, ge=1024)
@@ -381,7 +377,7 @@ class LetterSettings(_Section):
     )
 
 
-class ReferralSettings(_Section):
+class ReferralSettings(Section):
     signature_max_age_seconds: int = Field(
         default=300, ge=10, le=3600, description="older (or as much in the future): refused"
     )

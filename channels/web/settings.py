@@ -12,7 +12,9 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
+
+from ingest.sections import Section
 
 # The evidence kinds the byte sniffer (channels/web/uploads.py) can recognise. A kind not
 # listed here cannot be configured: the page must never accept what it cannot check.
@@ -49,28 +51,24 @@ def format_size(size: int) -> str:
     return f"{size} B"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EvidenceType(_Section):
+class EvidenceType(Section):
     kind: EvidenceKind
     max_size: Size
 
 
-class RateLimit(_Section):
+class RateLimit(Section):
     """At most ``requests`` per client IP in any window of ``per_seconds`` (sliding)."""
 
     requests: int = Field(ge=1)
     per_seconds: float = Field(gt=0)
 
 
-class RateLimits(_Section):
+class RateLimits(Section):
     submissions: RateLimit = RateLimit(requests=10, per_seconds=600)
     inquiries: RateLimit = RateLimit(requests=30, per_seconds=600)
 
 
-class FeedbackAspect(_Section):
+class FeedbackAspect(Section):
     """One step of the service the feedback form asks to rate (分项评价)."""
 
     key: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -95,7 +93,7 @@ _DEFAULT_ASPECTS = (
 )
 
 
-class WebSettings(_Section):
+class WebSettings(Section):
     evidence: tuple[EvidenceType, ...] = _DEFAULT_EVIDENCE
     max_files: int = Field(default=10, ge=0, le=100)
     max_total_size: Size = 40 * 1024**2
