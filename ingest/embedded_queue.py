@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, TextClause, text
 
 from ingest.queue import Delivery, ExpiredMessage, Outgoing, QueueUnavailable
+from ingest.queues import dead_queue
 from ingest.settings import BrokerSettings
 from store.db import TRANSIENT_DB_ERRORS, Database
 
@@ -84,10 +85,6 @@ class EmbeddedQueue:
             "UPDATE queue_messages SET queue = :dead, lease = NULL"
             " WHERE queue = :queue AND available_at <= :now AND deliveries >= :limit"
         )
-
-    @staticmethod
-    def dead_queue(queue: str) -> str:
-        return f"{queue}.dead"
 
     async def connect(self) -> None:
         self._closed = False
@@ -176,7 +173,7 @@ class EmbeddedQueue:
                 if probe.first() is None:
                     return []
             expire = {
-                "dead": self.dead_queue(queue),
+                "dead": dead_queue(queue),
                 "queue": queue,
                 "now": now,
                 "limit": self._settings.delivery_limit,
@@ -237,7 +234,7 @@ class EmbeddedQueue:
         )
 
     async def take_expired(self, queue: str) -> list[ExpiredMessage]:
-        dead = self.dead_queue(queue)
+        dead = dead_queue(queue)
         try:
             statement = text(
                 "DELETE FROM queue_messages WHERE queue = :dead"

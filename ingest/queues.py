@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def dead_queue(queue: str) -> str:
+    """Where a queue's given-up messages wait to be collected as dead letters."""
+    return f"{queue}.dead"
+
+
 @dataclass(frozen=True)
 class QueueNames:
     prefix: str

@@ -89,6 +89,7 @@ from aiormq.connection import parse_timeout
 from yarl import URL
 
 from ingest.queue import Delivery, ExpiredMessage, Outgoing, QueueError, QueueUnavailable
+from ingest.queues import dead_queue
 from ingest.settings import BrokerSettings
 
 log = structlog.get_logger(__name__)
@@ -130,17 +131,13 @@ def delay_bucket_ms(delay: float) -> int:
     return DELAY_BUCKETS_MS[-1]
 
 
-def dead_queue_name(queue: str) -> str:
-    return f"{queue}.dead"
-
-
 def delay_queue_name(queue: str, bucket_ms: int) -> str:
     return f"{queue}.delay.{bucket_ms}"
 
 
 def companion_queue_names(queue: str) -> list[str]:
     """Every queue :class:`RabbitQueue` may create for ``queue`` (for tests and clean-up)."""
-    return [queue, dead_queue_name(queue)] + [
+    return [queue, dead_queue(queue)] + [
         delay_queue_name(queue, bucket) for bucket in DELAY_BUCKETS_MS
     ]
 
@@ -302,7 +299,7 @@ class RabbitQueue:
             "x-queue-type": "quorum",
             "x-delivery-limit": self._settings.delivery_limit,
             "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": dead_queue_name(queue),
+            "x-dead-letter-routing-key": dead_queue(queue),
         }
 
     @staticmethod
@@ -322,7 +319,7 @@ class RabbitQueue:
                 return
             async with self._admin_channel() as channel:
                 # The dead-letter target first, so nothing is dead-lettered into the void.
-                await self._declare_on(channel, dead_queue_name(queue), {"x-queue-type": "quorum"})
+                await self._declare_on(channel, dead_queue(queue), {"x-queue-type": "quorum"})
                 await self._declare_on(channel, queue, self._main_arguments(queue))
             self._declared.add(queue)
             self._created.update(companion_queue_names(queue))
@@ -616,7 +613,7 @@ class RabbitQueue:
         expired: list[ExpiredMessage] = []
         try:
             async with self._admin_channel() as channel:
-                dead = await channel.declare_queue(dead_queue_name(queue), passive=True)
+                dead = await channel.declare_queue(dead_queue(queue), passive=True)
                 last: AbstractIncomingMessage | None = None
                 while len(expired) < _EXPIRED_BATCH:
                     message = await dead.get(no_ack=False, fail=False)

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -79,6 +81,12 @@ def _sqlstate(exc: DBAPIError) -> str | None:
         if isinstance(code, str) and len(code) == 5:
             return code
     return None
+
+
+def upsert_insert(conn: Connection) -> Any:
+    """The dialect's own ``insert`` (PostgreSQL or SQLite), the one with
+    ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
 class Database:

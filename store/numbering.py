@@ -12,10 +12,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col
 
+from store.db import upsert_insert
 from store.models import NumberCounter
 
 
@@ -27,7 +26,7 @@ def allocate_numbers(conn: Connection, period: str, count: int) -> list[str]:
     """Reserve ``count`` consecutive numbers of ``period`` inside the caller's transaction."""
     if count <= 0:
         return []
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    insert = upsert_insert(conn)
     conn.execute(insert(NumberCounter).values(period=period, value=0).on_conflict_do_nothing())
     result = conn.execute(
         update(NumberCounter)

@@ -25,12 +25,11 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Connection, Row, Select, Table, and_, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import SQLModel, col
 
 from ingest import backoff
 from ingest.logs import redact_text
+from store.db import upsert_insert
 from store.models import DeadLetter, Event, Ticket
 from store.outbox_states import RowStatus
 
@@ -159,7 +158,7 @@ def enqueue(
         return 0
     start = {"status": RowStatus.PENDING, "attempts": 0, "next_attempt_at": now, "created_at": now}
     fresh = [{**row, **start} for row in rows]
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    dialect_insert = upsert_insert(conn)
     # Counted by RETURNING: asyncpg gives no rowcount for a many-row insert.
     statement = dialect_insert(outbox.table).on_conflict_do_nothing().returning(outbox.table.c.id)
     return len(conn.execute(statement, fresh).all())

@@ -31,8 +31,6 @@ from zoneinfo import ZoneInfo
 import structlog
 from pydantic import ValidationError
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
@@ -45,6 +43,7 @@ from channels.referral.updates import apply_update
 from ingest.draft import Channel
 from ingest.errors import Refused
 from ingest.runtime import Runtime
+from store.db import upsert_insert
 from store.intake import reserve_number
 from store.models import IntakeNumber, Ticket
 from store.numbering import period_of
@@ -318,7 +317,7 @@ def _str_or_none(value: object) -> str | None:
 def _record_order(
     conn: Connection, source: str, key: str, order: MappedOrder, now: datetime
 ) -> None:
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    insert = upsert_insert(conn)
     conn.execute(
         insert(ReferralOrderRecord)
         .values(
