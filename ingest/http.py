@@ -48,6 +48,18 @@ class ApiError(ShouliError):
         self.headers = headers
 
 
+def error_doc(code: str, description: str) -> dict[str, Any]:
+    """An error answer as the API description documents it (``responses=`` of a route)."""
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "example": {"error": {"code": code, "message": description, "fields": {}}}
+            }
+        },
+    }
+
+
 def error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(
         {"error": {"code": error.code, "message": error.message, "fields": error.fields}},

@@ -37,7 +37,7 @@ from channels.hotline.records import (
 )
 from channels.hotline.settings import HotlineAgent, HotlineSettings
 from ingest.bodies import openapi_body, read_model
-from ingest.http import ApiError
+from ingest.http import ApiError, error_doc
 from ingest.runtime import Runtime
 from router.calendar import WorkCalendar
 from router.repeats import RepeatFinder
@@ -53,17 +53,6 @@ class CallAnswer(BaseModel):
     repeat_of: str | None = Field(
         default=None, description="the closed ticket this new one repeats (重复投诉)"
     )
-
-
-def _error(code: str, description: str) -> dict[str, object]:
-    return {
-        "description": description,
-        "content": {
-            "application/json": {
-                "example": {"error": {"code": code, "message": description, "fields": {}}}
-            }
-        },
-    }
 
 
 def calling_agent(request: Request) -> HotlineAgent:
@@ -121,11 +110,11 @@ def build_router(runtime: Runtime) -> APIRouter:
                 "description": "filed before, or merged into an open "
                 "ticket of the same caller (repeat_of_open)",
             },
-            401: _error("invalid_token", "no token, or not an agent token"),
-            403: _error("agent_mismatch", "the token belongs to another agent"),
-            413: _error("body_too_large", "larger than http.max_json_body_bytes"),
-            422: _error("invalid_request", "some fields are invalid"),
-            503: _error("queue_unavailable", "try again shortly (Retry-After)"),
+            401: error_doc("invalid_token", "no token, or not an agent token"),
+            403: error_doc("agent_mismatch", "the token belongs to another agent"),
+            413: error_doc("body_too_large", "larger than http.max_json_body_bytes"),
+            422: error_doc("invalid_request", "some fields are invalid"),
+            503: error_doc("queue_unavailable", "try again shortly (Retry-After)"),
         },
         openapi_extra=openapi_body(CallRecord),
     )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
@@ -41,7 +41,7 @@ from channels.referral.signature import (
 )
 from ingest.bodies import checked_first, read_body
 from ingest.draft import AttachmentRef
-from ingest.http import ApiError, Staff, staff_member
+from ingest.http import ApiError, Staff, error_doc, staff_member
 from ingest.intake import accept
 from ingest.runtime import Runtime
 
@@ -60,17 +60,6 @@ class ReferralAnswer(BaseModel):
 
 class LetterAnswer(BaseModel):
     number: str
-
-
-def _error(code: str, description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {
-            "application/json": {
-                "example": {"error": {"code": code, "message": description, "fields": {}}}
-            }
-        },
-    }
 
 
 def build_router(runtime: Runtime) -> APIRouter:
@@ -93,11 +82,11 @@ def build_router(runtime: Runtime) -> APIRouter:
         ),
         responses={
             200: {"model": ReferralAnswer, "description": "an update, or received before"},
-            401: _error("signature_mismatch", "not signed, wrongly signed, too old or replayed"),
-            404: _error("unknown_source", "no such source, or an update of an unknown order"),
-            413: _error("body_too_large", "larger than the source's max_body_bytes"),
-            422: _error("invalid_work_order", "a field of the work order is wrong"),
-            503: _error("queue_unavailable", "try again shortly (Retry-After)"),
+            401: error_doc("signature_mismatch", "not signed, wrongly signed, too old or replayed"),
+            404: error_doc("unknown_source", "no such source, or an update of an unknown order"),
+            413: error_doc("body_too_large", "larger than the source's max_body_bytes"),
+            422: error_doc("invalid_work_order", "a field of the work order is wrong"),
+            503: error_doc("queue_unavailable", "try again shortly (Retry-After)"),
         },
     )
     async def post_referral(source: str, request: Request, response: Response) -> ReferralAnswer:
@@ -161,9 +150,9 @@ def build_router(runtime: Runtime) -> APIRouter:
         summary="Register a letter, visit or fax (书信/来访/传真) with its scans",
         responses={
             200: {"model": LetterAnswer, "description": "this registration number was filed"},
-            401: _error("invalid_token", "no staff token (checked before the body is read)"),
-            413: _error("scan_too_large", "a scan is larger than referrals.letters"),
-            422: _error("invalid_request", "some fields are invalid"),
+            401: error_doc("invalid_token", "no staff token (checked before the body is read)"),
+            413: error_doc("scan_too_large", "a scan is larger than referrals.letters"),
+            422: error_doc("invalid_request", "some fields are invalid"),
         },
     )
     async def post_letter(
