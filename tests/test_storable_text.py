@@ -35,7 +35,7 @@ from store.tickets import find_ticket, ticket_json
 from tests.stack import Stack
 from tests.support_http import AGENT_TOKENS, STAFF, api_client, bearer
 from tests.test_referral_support import GOV, SECRETS, order, signed
-from tests.test_web_support import complaint_fields, feedback_fields
+from tests.test_web_support import complaint_fields, feedback_fields, free_port
 
 MAILBOX = "complaints@water.example.cn"
 
@@ -216,15 +216,7 @@ async def _send_web(clients: Clients, answers: Answers, texts: tuple[str, ...]) 
         name=_valid("张", name[:20]),
         contact=_phone(),
     )
-    # Lone surrogates cannot travel as UTF-8: a form sends what a broken client would.
-    body = "&".join(f"{k}={_quote(v)}" for k, v in fields.items()).encode("ascii")
-    async with clients() as client:
-        response = await client.post(
-            "/api/complaints",
-            content=body,
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
-    _record(answers, response)
+    await _post_form(clients, answers, "/api/complaints", fields)
 
 
 async def _send_feedback(clients: Clients, answers: Answers, texts: tuple[str, ...]) -> None:
@@ -232,14 +224,7 @@ async def _send_feedback(clients: Clients, answers: Answers, texts: tuple[str, .
         content=_valid("营业厅排队一个多小时", texts[0][:3000]),
         suggestions=texts[1][:1000],
     )
-    body = "&".join(f"{k}={_quote(v)}" for k, v in fields.items()).encode("ascii")
-    async with clients() as client:
-        response = await client.post(
-            "/api/feedback",
-            content=body,
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
-    _record(answers, response)
+    await _post_form(clients, answers, "/api/feedback", fields)
 
 
 async def _send_letter(clients: Clients, answers: Answers, texts: tuple[str, ...]) -> None:
@@ -253,16 +238,21 @@ async def _send_letter(clients: Clients, answers: Answers, texts: tuple[str, ...
         "address": _valid("和平里", texts[2][:200]),
         "body": _valid("自来水发黄已有一周请尽快检测水质", texts[0][:20000]),
     }
+    await _post_form(clients, answers, "/api/letters", fields, STAFF)
+
+
+async def _post_form(
+    clients: Clients,
+    answers: Answers,
+    path: str,
+    fields: dict[str, str],
+    headers: dict[str, str] | None = None,
+) -> None:
+    # Lone surrogates cannot travel as UTF-8: a form sends what a broken client would.
     body = "&".join(f"{k}={_quote(v)}" for k, v in fields.items()).encode("ascii")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
     async with clients() as client:
-        response = await client.post(
-            "/api/letters",
-            content=body,
-            headers={
-                "Content-Type": "application/x-www-form-urlencoded",
-                **STAFF,
-            },
-        )
+        response = await client.post(path, content=body, headers=form | (headers or {}))
     _record(answers, response)
 
 
@@ -361,7 +351,7 @@ async def test_any_text_through_any_channel_every_success_answer_is_exactly_one_
     for send in (call, web, referral, feedback, letter):
         await asyncio.to_thread(_run_property, loop, texts, send, 25)
 
-    port = _free_port()
+    port = free_port()
     rt = stack.rt
     intake = MailIntake(stack.settings.email, rt.blobs, rt.handoff, rt.metrics)
     server = await start_smtp(stack.settings, intake, SmtpSettings(port=port))
@@ -401,11 +391,3 @@ async def test_any_text_through_any_channel_every_success_answer_is_exactly_one_
         assert sample is not None
         shown = await ticket_json(session, sample)
     assert "\x00" not in json.dumps(shown, ensure_ascii=False)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
