@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Row, TextClause, text
 from ingest.queue import Delivery, ExpiredMessage, Outgoing, QueueUnavailable
 from ingest.queues import dead_queue
 from ingest.settings import BrokerSettings
-from store.db import TRANSIENT_DB_ERRORS, Database
+from store.db import STORE_ERRORS, Database
 
 # Idle polling is a read-only probe (WAL readers do not touch the write lock), so it can be
 # frequent: another process's publish is seen within _POLL_MAX.
@@ -125,7 +125,7 @@ class EmbeddedQueue:
             ]
             try:
                 await self._db.write(self._inserter(rows))
-            except TRANSIENT_DB_ERRORS as exc:
+            except STORE_ERRORS as exc:
                 for item in batch:
                     if not item.done.done():
                         item.done.set_exception(QueueUnavailable(f"store did not commit: {exc}"))
@@ -191,7 +191,7 @@ class EmbeddedQueue:
                 return list(conn.execute(self._lease_sql, lease).all())
 
             rows = await self._db.write(take)
-        except TRANSIENT_DB_ERRORS as exc:
+        except STORE_ERRORS as exc:
             raise QueueUnavailable(f"store did not answer: {exc}") from exc
         rows.sort(key=lambda row: row.id)
         return [
@@ -244,7 +244,7 @@ class EmbeddedQueue:
                 lambda conn: list(conn.execute(statement, {"dead": dead}).all())
             )
             rows = sorted(result, key=lambda row: row.id)
-        except TRANSIENT_DB_ERRORS as exc:
+        except STORE_ERRORS as exc:
             raise QueueUnavailable(f"store did not answer: {exc}") from exc
         return [
             ExpiredMessage(
@@ -277,7 +277,7 @@ class EmbeddedQueue:
     async def _execute(self, statement: TextClause, params: list[dict[str, object]]) -> None:
         try:
             await self._db.write(lambda conn: conn.execute(statement, params))
-        except TRANSIENT_DB_ERRORS as exc:
+        except STORE_ERRORS as exc:
             raise QueueUnavailable(f"store did not answer: {exc}") from exc
 
 

@@ -24,7 +24,7 @@ from ingest.queue import QueueUnavailable
 from ingest.runtime import Runtime
 from ingest.settings import Settings, StaffToken
 from router.lifecycle import IllegalTransition, LifecycleError, MissingFields, transition
-from store.db import TRANSIENT_DB_ERRORS
+from store.db import STORE_ERRORS
 from store.models import Ticket
 from store.tickets import NewEvent, add_event, find_ticket, list_tickets, ticket_json
 
@@ -159,7 +159,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             )
         )
 
-    for error_type in TRANSIENT_DB_ERRORS:
+    for error_type in STORE_ERRORS:
         if issubclass(error_type, Exception):
             app.add_exception_handler(error_type, _store_down)
 

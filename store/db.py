@@ -32,7 +32,7 @@ class StoreUnavailable(Unavailable):
 
 # Every error the store can raise. An edge answers "try again later" to any of them (it has
 # nowhere to keep the item); a worker asks :func:`is_outage` whether to retry or dead-letter.
-TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+STORE_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
     DBAPIError,
     OSError,

@@ -16,8 +16,9 @@ DATABASE_URL = os.environ.get(
     "SHOULI_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_SERVICES = os.environ.get("SHOULI_REQUIRE_SERVICES") == "1"
-# ../shared beside the checkout, wherever it was cloned (CI lays a copy there too).
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# ../shared beside the checkout, wherever it was cloned; SHOULI_SHARED names it when the
+# checkout is a clone elsewhere (.ci/run finds it beside the repository it was cloned from).
+SHARED = Path(os.environ.get("SHOULI_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -60,7 +61,7 @@ def need_shared(path: Path) -> Path:
     everything (SHOULI_REQUIRE_SERVICES=1): then a missing corpus fails the test."""
     if path.exists():
         return path
-    message = f"{path} not found (../shared beside the checkout)"
+    message = f"{path} not found (../shared beside the checkout, or SHOULI_SHARED)"
     if REQUIRE_SERVICES:
         pytest.fail(f"{message} and SHOULI_REQUIRE_SERVICES=1", pytrace=False)
     pytest.skip(message)

@@ -32,7 +32,7 @@ from router.complete import deadline_for, decision_events
 from router.mail_threads import Placed, place_mail
 from router.repeats import RepeatFinder, apply_repeat_rule
 from router.rules import Router
-from store.db import TRANSIENT_DB_ERRORS, Database, is_outage
+from store.db import STORE_ERRORS, Database, is_outage
 from store.numbering import allocate_numbers, period_of
 from store.tickets import NewTicket, existing_numbers, insert_tickets
 from workers.settle import Done, Outcome, Reject, Retry, Settler
@@ -40,7 +40,7 @@ from workers.settle import Done, Outcome, Reject, Retry, Settler
 log = structlog.get_logger(__name__)
 
 _EXPIRED_SWEEP_SECONDS = 30.0
-_RETRYABLE: tuple[type[BaseException], ...] = (QueueUnavailable, *TRANSIENT_DB_ERRORS)
+_RETRYABLE: tuple[type[BaseException], ...] = (QueueUnavailable, *STORE_ERRORS)
 
 
 @dataclass(frozen=True)

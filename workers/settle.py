@@ -18,7 +18,7 @@ from ingest.backoff import backoff_seconds
 from ingest.queue import Delivery, Outgoing, QueueBackend, QueueUnavailable
 from ingest.runtime import Runtime
 from ingest.settings import WorkerSettings
-from store.db import TRANSIENT_DB_ERRORS, Database
+from store.db import STORE_ERRORS, Database
 from store.dead_letters import add_dead_letter
 
 log = structlog.get_logger(__name__)
@@ -89,7 +89,7 @@ class Settler:
                     attempts=delivery.attempt,
                     at=datetime.now(UTC),
                 )
-        except TRANSIENT_DB_ERRORS:
+        except STORE_ERRORS:
             # Not recorded, so not acked: the message comes back when the store is back.
             log.error("dead_letter_not_stored", queue=delivery.queue)
             await self._queue.retry(delivery, self._settings.retry_max_seconds)
@@ -121,7 +121,7 @@ class Settler:
                         attempts=message.attempt,
                         at=datetime.now(UTC),
                     )
-        except TRANSIENT_DB_ERRORS:
+        except STORE_ERRORS:
             # Taken off the queue but not recorded: put them back rather than lose them. A
             # message that keeps killing its consumer expires again and is collected later.
             log.error("dead_letters_not_stored", count=len(expired))

@@ -18,7 +18,7 @@ from ingest.settings import Settings, Severity
 from router.calendar import WorkCalendar
 from router.lifecycle import OPEN_STATUSES
 from router.timelimit import TimeUnit
-from store.db import TRANSIENT_DB_ERRORS, Database
+from store.db import STORE_ERRORS, Database
 from store.models import Ticket
 from store.tickets import NewEvent, add_event, event_time
 
@@ -46,7 +46,7 @@ class SlaWorker:
         while not stopping.is_set():
             try:
                 await self.sweep()
-            except TRANSIENT_DB_ERRORS as exc:
+            except STORE_ERRORS as exc:
                 log.error("sla_sweep_failed", error=type(exc).__name__)
             try:
                 await asyncio.wait_for(stopping.wait(), self._settings.sla.interval_seconds)

@@ -34,7 +34,7 @@ from channels.email.settings import ImapMailbox
 from ingest.errors import Unavailable
 from ingest.metrics import Metrics
 from ingest.queue import QueueUnavailable
-from store.db import TRANSIENT_DB_ERRORS, StoreUnavailable
+from store.db import STORE_ERRORS, StoreUnavailable
 from store.imap_models import HighWaterMark, ImapStateRepository
 
 log = structlog.get_logger(__name__)
@@ -43,7 +43,7 @@ log = structlog.get_logger(__name__)
 TRANSIENT_HANDOFF_ERRORS: tuple[type[BaseException], ...] = (
     QueueUnavailable,
     StoreUnavailable,
-    *TRANSIENT_DB_ERRORS,
+    *STORE_ERRORS,
 )
 
 

@@ -22,11 +22,11 @@ from channels.email.intake import MailIntake
 from channels.email.settings import SmtpSettings
 from ingest.queue import QueueUnavailable
 from ingest.settings import Settings
-from store.db import TRANSIENT_DB_ERRORS
+from store.db import STORE_ERRORS
 
 log = structlog.get_logger(__name__)
 
-_NOT_STORED: tuple[type[BaseException], ...] = (QueueUnavailable, *TRANSIENT_DB_ERRORS)
+_NOT_STORED: tuple[type[BaseException], ...] = (QueueUnavailable, *STORE_ERRORS)
 
 
 class ComplaintMailHandler:

@@ -64,7 +64,7 @@ def import_calls(
     from ingest.cli import settings_or_exit  # loaded: it is what runs this command
     from ingest.runtime import Runtime
     from router.calendar import WorkCalendar
-    from store.db import TRANSIENT_DB_ERRORS
+    from store.db import STORE_ERRORS
 
     settings = settings_or_exit(config_path)
     hotline = settings.hotline
@@ -127,7 +127,7 @@ def import_calls(
             err=True,
         )
         sys.exit(EXIT_TEMPFAIL)
-    except TRANSIENT_DB_ERRORS as exc:
+    except STORE_ERRORS as exc:
         # The driver's own first line ("database is locked"), never the statement or its
         # parameters, which can hold callers' numbers.
         reason = (str(getattr(exc, "orig", None) or type(exc).__name__).splitlines() or [""])[0]

@@ -36,13 +36,13 @@ from ingest.draft import AttachmentRef, TicketDraft
 from ingest.http import ApiError, error_response
 from ingest.intake import Accepted, accept
 from ingest.queue import QueueUnavailable
-from store.db import TRANSIENT_DB_ERRORS
+from store.db import STORE_ERRORS
 
 log = structlog.get_logger(__name__)
 
 _UNAVAILABLE: tuple[type[Exception], ...] = (
     QueueUnavailable,
-    *(e for e in TRANSIENT_DB_ERRORS if issubclass(e, Exception)),
+    *(e for e in STORE_ERRORS if issubclass(e, Exception)),
 )
 
 
