@@ -132,7 +132,7 @@ async def bench_store(mode: str, workdir: Path, **extra: str) -> AsyncIterator[d
 
 
 def shouli_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "ingest.cli", *args]
+    return [sys.executable, "-m", "ingest.app.cli", *args]
 
 
 def process_environment(env: Mapping[str, str]) -> dict[str, str]:

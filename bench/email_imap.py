@@ -35,8 +35,7 @@ async def main() -> None:
     from channels.email.imap import ImapPoller
     from channels.email.intake import MailIntake
     from channels.email.settings import ImapMailbox, ImapTls
-    from ingest.logs import configure_logging
-    from ingest.settings import LoggingSettings
+    from ingest.logs import LoggingSettings, configure_logging
     from store.imap_models import ImapStateRepository
     from tests.imap_server import running_dovecot
 

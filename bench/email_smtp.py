@@ -155,8 +155,7 @@ async def main() -> None:
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--distributed", action="store_true")
     args = parser.parse_args()
-    from ingest.logs import configure_logging
-    from ingest.settings import LoggingSettings
+    from ingest.logs import LoggingSettings, configure_logging
 
     configure_logging(LoggingSettings(level="warning"))
     workdir = Path(tempfile.mkdtemp(prefix="shouli-smtp-bench-"))

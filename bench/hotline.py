@@ -158,7 +158,7 @@ class Deployment:
         return start_shouli(*args, env=self.env | env, workdir=self.workdir, log=log)
 
     async def ticket_count(self) -> int:
-        from ingest.settings import load_settings
+        from ingest.app.settings import load_settings
         from store.db import Database
         from store.models import Ticket
 

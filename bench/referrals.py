@@ -42,8 +42,8 @@ from bench.common import (
     wait_ready,
 )
 from channels.referral.signature import signed_headers
-from ingest.runtime import Runtime
-from ingest.settings import load_settings
+from ingest.app.runtime import open_runtime
+from ingest.app.settings import load_settings
 from store.models import Ticket
 
 SECRET = "bench-gov12345-secret-0123456789"
@@ -78,7 +78,7 @@ class Deployment:
                     SHOULI_REFERRAL_GOV12345_SECRET=SECRET,
                 )
             )
-            self.runtime = await Runtime.open(load_settings(CONFIG, environ=env))
+            self.runtime = await open_runtime(load_settings(CONFIG, environ=env))
             stack.push_async_callback(self.runtime.close)
             stack.callback(lambda: stop(*self.processes, timeout=30))
             for role in (["edge"], ["worker", "router"]):

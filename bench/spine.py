@@ -39,9 +39,9 @@ from bench.common import (
     start_shouli,
     stop,
 )
+from ingest.app.runtime import open_runtime
+from ingest.app.settings import load_settings
 from ingest.draft import TicketDraft
-from ingest.runtime import Runtime
-from ingest.settings import load_settings
 from store.models import Ticket
 
 BODY = (
@@ -77,7 +77,7 @@ class Deployment:
             env = await stack.enter_async_context(bench_store(self.mode, self.workdir))
             self.env = env
             self.settings = load_settings(CONFIG, environ=env)
-            self.runtime = await Runtime.open(self.settings)
+            self.runtime = await open_runtime(self.settings)
             stack.push_async_callback(self.runtime.close)
             stack.callback(lambda: stop(*self.processes, timeout=30))
             for index in range(self.workers):

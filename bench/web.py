@@ -41,7 +41,7 @@ from bench.common import (
     stop,
     wait_ready,
 )
-from ingest.settings import Settings, load_settings
+from ingest.app.settings import Settings, load_settings
 from store.db import Database
 from store.models import Ticket
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter
 from ingest.registry import DuplicateName, Registry, UnknownName
 
 if TYPE_CHECKING:
-    from ingest.runtime import Runtime
+    from channels.runtime import Runtime
 
 __all__ = ["CHANNELS", "Channel", "DuplicateName", "Listener", "UnknownName"]
 

@@ -11,7 +11,7 @@ a token check reads its body itself with :func:`read_model` once the token has b
   pre-scan of the brackets: ``json.loads`` recurses once per level and a RecursionError
   raised inside a request takes the connection down with it.
 
-The refusals are :class:`BodyRefused`; the HTTP layer (``ingest.http``) answers them in the
+The refusals are :class:`BodyRefused`; the HTTP layer (``ingest.app.http``) answers them in the
 project's error shape.
 """
 

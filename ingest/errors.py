@@ -16,10 +16,10 @@
     │   ├── PayloadError, MappingError, MailOrderError, UnknownOrder    channels.referral
     │   └── LifecycleError         router.lifecycle  an action the ticket's status forbids
     ├── Misconfigured          ours, at start-up: the process must not start
-    │   ├── ConfigError            ingest.settings
+    │   ├── ConfigError            ingest.sections   (ConfigNotFound: ingest.app.settings)
     │   └── DuplicateName, UnknownName (UnknownWorker)   ingest.registry: a registry's names
     ├── Interrupted            an operator stopped a long command (Ctrl-C of import-calls)
-    └── ApiError               ingest.http       an HTTP answer already decided (status, code)
+    └── ApiError               ingest.api        an HTTP answer already decided (status, code)
 
 Library errors are mapped where they cross into our code, once per boundary:
 

@@ -14,13 +14,26 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from enum import StrEnum
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 from urllib.parse import quote_plus, unquote_plus
 
 import structlog
 
-from ingest.settings import LogFormat, LoggingSettings
+from ingest.sections import Section
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class LoggingSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: LogFormat = LogFormat.AUTO
+
 
 # Fields whose whole value is personal or complaint text: only their length is logged.
 _TEXT_FIELDS = frozenset(

@@ -1,6 +1,6 @@
 """The queue hand-off: one interface, two backends with the same guarantees.
 
-``EmbeddedQueue`` (``ingest/embedded_queue.py``) keeps messages in a table of the store, so a
+``EmbeddedQueue`` (``store/embedded_queue.py``) keeps messages in a table of the store, so a
 small office needs no broker; ``RabbitQueue`` (``ingest/rabbit_queue.py``) uses RabbitMQ through
 aio-pika. Both give at-least-once delivery:
 
@@ -25,7 +25,37 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic import Field, field_validator
+
 from ingest.errors import ShouliError, Unavailable
+from ingest.sections import Section
+
+
+class BrokerSettings(Section):
+    """No ``url``: the embedded queue in the store. An ``amqp://`` URL: RabbitMQ."""
+
+    url: str | None = None
+    prefix: str = Field(default="shouli", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    prefetch: int = Field(default=256, ge=1, le=10_000)
+    delivery_limit: int = Field(
+        default=5, ge=2, description="deliveries without a settlement before a dead letter"
+    )
+    confirm_timeout: float = Field(default=15.0, gt=0)
+    reconnect_max_delay: float = Field(default=30.0, gt=0)
+    visibility_timeout: float = Field(
+        default=120.0, gt=0, description="embedded queue: seconds before an unacked message returns"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _amqp_only(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("amqp://", "amqps://")):
+            raise ValueError(
+                "use amqp://user:password@host:5672/vhost, or leave it out for the embedded queue"
+            )
+        return value
 
 
 class QueueError(ShouliError):

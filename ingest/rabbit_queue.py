@@ -88,9 +88,15 @@ from aio_pika.exceptions import (
 from aiormq.connection import parse_timeout
 from yarl import URL
 
-from ingest.queue import Delivery, ExpiredMessage, Outgoing, QueueError, QueueUnavailable
+from ingest.queue import (
+    BrokerSettings,
+    Delivery,
+    ExpiredMessage,
+    Outgoing,
+    QueueError,
+    QueueUnavailable,
+)
 from ingest.queues import dead_queue
-from ingest.settings import BrokerSettings
 
 log = structlog.get_logger(__name__)
 

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict
 
+from ingest.errors import Misconfigured
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -24,3 +26,11 @@ def env_secret(
     if env:
         return (os.environ if environ is None else environ).get(env) or None
     return inline
+
+
+class ConfigError(Misconfigured):
+    """An invalid configuration; ``problems`` are ``(path, message)`` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(f"{path}: {message}" for path, message in problems))

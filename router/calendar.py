@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 import chinese_calendar
 import structlog
 
-from ingest.settings import CalendarSettings
+from router.settings import CalendarSettings
 from router.timelimit import TimeLimit, TimeUnit
 
 # Longest plausible limit is a few months (15 working days plus a 15 day extension); three

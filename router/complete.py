@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ingest.draft import TicketDraft
-from ingest.settings import TimeLimits
 from router.calendar import WorkCalendar
 from router.rules import RoutingDecision
+from router.settings import TimeLimits
 from store.tickets import NewEvent
 
 ROUTER_ACTOR = "router"

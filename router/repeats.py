@@ -15,7 +15,7 @@ with single characters, clause breaks and the address and account lines (the sam
 one caller's complaints) left out.
 
 *Within the window*: an open ticket received, or a closed one last changed, at most
-``hotline.repeats.window`` before the new contact.
+``repeats.window`` before the new contact.
 
 :meth:`RepeatFinder.find` only reads; :func:`record_repeat_contact` writes the urge event and
 the inbound item that makes the merged contact idempotent. Both take a sync ``Connection``,
@@ -49,10 +49,10 @@ from sqlalchemy import Connection, insert, select, update
 from sqlmodel import col
 
 from ingest.draft import Channel, TicketDraft
-from ingest.settings import Settings
 from router.lifecycle import OPEN_STATUSES, Status
 from router.rules import segmenter_for
 from router.segment import BREAK, Segmenter
+from router.settings import RouterSettings
 from store.models import Complainant, Event, InboundItem, Ticket
 from store.tickets import NewEvent, NewTicket, add_attachments, inbound_row
 
@@ -87,8 +87,8 @@ class RepeatPolicy:
     max_candidates: int = 20
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RepeatPolicy:
-        repeats = settings.hotline.repeats
+    def from_settings(cls, settings: RouterSettings) -> RepeatPolicy:
+        repeats = settings.repeats
         return cls(
             window=repeats.window_delta,
             similarity=repeats.similarity,
@@ -190,7 +190,9 @@ class RepeatFinder:
         self._similarity = similarity
 
     @classmethod
-    def from_settings(cls, settings: Settings, segmenter: Segmenter | None = None) -> RepeatFinder:
+    def from_settings(
+        cls, settings: RouterSettings, segmenter: Segmenter | None = None
+    ) -> RepeatFinder:
         """``segmenter``: the process's shared one (``Runtime.segmenter``); without it, one of
         its own. Either way keywords are cut out whole (水压, 停水), as the routing rules see
         them."""

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ingest.draft import Channel, TicketDraft
-from ingest.settings import ConfigError, DepartmentRole, Settings, Severity
+from ingest.sections import ConfigError
 from router.segment import BREAK, Segmenter
+from router.settings import DepartmentRole, RouterSettings, Severity
 
 Status = Literal["dispatched", "closed", "invalid"]
 
@@ -82,7 +83,7 @@ class _CategoryChoice:
     multi_department: tuple[_Category, ...] = ()
 
 
-def segmenter_for(settings: Settings) -> Segmenter:
+def segmenter_for(settings: RouterSettings) -> Segmenter:
     """A segmenter that knows every keyword of the rules: categories' and severity rules'.
 
     The one a process shares (``Runtime.segmenter``): the repeat rule needs only the category
@@ -92,7 +93,7 @@ def segmenter_for(settings: Settings) -> Segmenter:
     return Segmenter(_rule_keywords(settings))
 
 
-def _rule_keywords(settings: Settings) -> list[str]:
+def _rule_keywords(settings: RouterSettings) -> list[str]:
     return [k for c in settings.categories for k in c.keywords] + [
         k for r in settings.severity_rules for k in r.keywords
     ]
@@ -106,7 +107,7 @@ class Router:
     builds its own.
     """
 
-    def __init__(self, settings: Settings, segmenter: Segmenter | None = None) -> None:
+    def __init__(self, settings: RouterSettings, segmenter: Segmenter | None = None) -> None:
         problems: list[tuple[str, str]] = []
         routing = settings.routing
         self._default_severity = routing.default_severity
@@ -378,7 +379,7 @@ class Router:
         return category.department, "dispatched"
 
 
-def _severity_rule_problems(settings: Settings) -> list[tuple[str, str]]:
+def _severity_rule_problems(settings: RouterSettings) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     known = {c.value for c in Channel}
     for index, rule in enumerate(settings.severity_rules):
@@ -394,7 +395,7 @@ def _severity_rule_problems(settings: Settings) -> list[tuple[str, str]]:
 
 
 def _department_with_role(
-    settings: Settings, role: DepartmentRole, problems: list[tuple[str, str]]
+    settings: RouterSettings, role: DepartmentRole, problems: list[tuple[str, str]]
 ) -> str:
     try:
         return settings.department_with_role(role).key

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from ingest.errors import Unavailable
-from ingest.settings import DatabaseSettings
+from store.settings import DatabaseSettings
 
 T = TypeVar("T")
 

@@ -173,7 +173,7 @@ class NumberCounter(SQLModel, table=True):
 
 
 class QueueMessage(SQLModel, table=True):
-    """The embedded queue's messages (``ingest/embedded_queue.py``)."""
+    """The embedded queue's messages (``store/embedded_queue.py``)."""
 
     __tablename__ = "queue_messages"
     __table_args__ = (Index("ix_queue_messages_ready", "queue", "available_at"),)

@@ -19,10 +19,11 @@ import asyncpg
 from sqlalchemy import func, select
 from sqlalchemy.engine.url import make_url
 
+from channels.runtime import Runtime
+from ingest.app.runtime import open_runtime
+from ingest.app.settings import Settings, load_settings
 from ingest.draft import Channel, FirstContact, FirstContactKind, TicketDraft
 from ingest.queue import Delivery, QueueBackend
-from ingest.runtime import Runtime
-from ingest.settings import Settings, load_settings
 from router.calendar import WorkCalendar
 from router.rules import Router
 from store.models import Ticket
@@ -146,7 +147,7 @@ class Stack:
         return {**keep, **self.env}
 
     def shouli_command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "ingest.cli", *args]
+        return [sys.executable, "-m", "ingest.app.cli", *args]
 
     async def shouli(self, *args: str, timeout: float = 60.0) -> tuple[int, str, str]:
         """Run the real ``shouli`` command against this stack; (exit code, stdout, stderr)."""
@@ -247,7 +248,7 @@ async def open_stack(mode: str, tmp_path: Path) -> AsyncIterator[Stack]:
     if mode == "embedded":
         env = stack_environment(mode, tmp_path, f"sqlite+aiosqlite:///{tmp_path}/shouli.db", prefix)
         stack = Stack(mode, tmp_path, env)
-        stack.runtime = await Runtime.open(stack.settings)
+        stack.runtime = await open_runtime(stack.settings)
         try:
             yield stack
         finally:
@@ -258,7 +259,7 @@ async def open_stack(mode: str, tmp_path: Path) -> AsyncIterator[Stack]:
     async with fresh_postgres_database() as database_url:
         env = stack_environment(mode, tmp_path, database_url, prefix)
         stack = Stack(mode, tmp_path, env)
-        stack.runtime = await Runtime.open(stack.settings)
+        stack.runtime = await open_runtime(stack.settings)
         try:
             yield stack
         finally:

@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from ingest.embedded_queue import EmbeddedQueue
-from ingest.settings import BrokerSettings, DatabaseSettings
+from ingest.queue import BrokerSettings
 from store.db import Database
+from store.embedded_queue import EmbeddedQueue
 from store.migrate import migrate
+from store.settings import DatabaseSettings
 
 
 @asynccontextmanager

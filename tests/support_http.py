@@ -17,8 +17,8 @@ import httpx
 import pytest
 from starlette.types import ASGIApp
 
-from ingest.http import create_app
-from ingest.runtime import Runtime
+from channels.runtime import Runtime
+from ingest.app.http import create_app
 from tests.stack import Stack
 
 # The shipped config's own address (http.host 0.0.0.0, port 8000, no public_url): the origin

@@ -16,8 +16,8 @@ from contextlib import asynccontextmanager
 
 import aio_pika
 
+from ingest.queue import BrokerSettings
 from ingest.rabbit_queue import RabbitQueue, companion_queue_names
-from ingest.settings import BrokerSettings
 from tests.support import AMQP_URL, need_rabbitmq
 
 # prefix -> every queue name the RabbitQueue objects opened under it may have created.

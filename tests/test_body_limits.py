@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from ingest.runtime import Runtime
+from channels.runtime import Runtime
 from tests.http_wire import Connection, edge
 from tests.stack import Stack
 from tests.support_http import AGENT_TOKENS, STAFF, agent_env, api_client, bearer

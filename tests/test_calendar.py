@@ -14,8 +14,8 @@ import chinese_calendar
 import pytest
 from structlog.testing import capture_logs
 
-from ingest.settings import CalendarSettings, YearCalendar
 from router.calendar import WorkCalendar
+from router.settings import CalendarSettings, YearCalendar
 from router.timelimit import TimeLimit, TimeUnit
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

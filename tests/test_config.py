@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ingest.cli import main
-from ingest.settings import ConfigError, load_settings
+from ingest.app.cli import main
+from ingest.app.settings import load_settings
+from ingest.sections import ConfigError
 from tests.stack import CONFIG
 
 

@@ -344,5 +344,5 @@ def test_an_imap_mailbox_must_be_one_of_the_complaint_mailboxes() -> None:
 
 
 async def test_the_imap_worker_is_known_to_the_registry(embedded_stack: Stack) -> None:
-    worker = build_worker("imap", embedded_stack.rt)
+    worker = build_worker("imap", embedded_stack.rt, embedded_stack.settings)
     assert worker.name == "imap" and isinstance(worker, ImapWorker)

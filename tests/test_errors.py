@@ -22,7 +22,7 @@ HOMES = {
     "MappingError": "channels.referral.mapping",
     "MailOrderError": "channels.referral.mail_orders",
     "LifecycleError": "router.lifecycle",
-    "ConfigError": "ingest.settings",
+    "ConfigError": "ingest.sections",
     "ImportInterrupted": "channels.hotline.importer",
     "BodyRefused": "ingest.bodies",
     "PayloadError": "channels.referral.payload",

@@ -15,7 +15,7 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from ingest.cli import main
+from ingest.app.cli import main
 from store.models import Complainant, InboundItem, IntakeNumber, Ticket
 from tests.stack import CONFIG, Stack, notes, ticket_of
 from tests.support_http import AGENT_TOKENS, STAFF_TOKEN, api_client
@@ -407,12 +407,12 @@ def test_hotline_config_mistakes_are_reported_by_their_path(tmp_path: Path) -> N
 
     fields = copy.deepcopy(shipped)
     fields["hotline"]["default_region"] = "XX"
-    fields["hotline"]["repeats"]["window"] = "2 working days"
+    fields["repeats"]["window"] = "2 working days"
     del fields["hotline"]["vendors"]["callcentre"]["columns"]["started_at"]
     fields["hotline"]["vendors"]["callcentre"]["columns"]["colour"] = "颜色"
     code, lines = _check_config(tmp_path, fields)
     assert code == 1
     text = "\n".join(lines)
     assert "hotline.default_region: Value error, unknown region 'XX'" in text
-    assert "hotline.repeats.window: Value error, give the window in days" in text
+    assert "repeats.window: Value error, give the window in days" in text
     assert "hotline.vendors.callcentre.columns: Value error, unknown record field(s) colour" in text

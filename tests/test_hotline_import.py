@@ -403,7 +403,7 @@ def _exists(path: Path) -> bool:
 def _cli() -> list[str]:
     import sys
 
-    return [sys.executable, "-m", "ingest.cli"]
+    return [sys.executable, "-m", "ingest.app.cli"]
 
 
 async def _at_least(stack: Stack, count: int) -> bool:

@@ -18,8 +18,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from ingest.access_log import AccessLog
-from ingest.logs import configure_logging, redact_text
-from ingest.settings import LogFormat, LoggingSettings
+from ingest.logs import LogFormat, LoggingSettings, configure_logging, redact_text
 from tests.support_http import api_client
 
 

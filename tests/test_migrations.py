@@ -14,9 +14,9 @@ import store.models
 import store.notification_models
 import store.referral_models
 import store.web_models  # noqa: F401
-from ingest.settings import DatabaseSettings
 from store.db import Database
 from store.migrate import alembic_config, current_revision, migrate
+from store.settings import DatabaseSettings
 from tests.stack import fresh_postgres_database
 
 

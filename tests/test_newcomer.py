@@ -27,7 +27,7 @@ def shouli(
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SHOULI_")}
     clean["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, "-m", "ingest.cli", *args],
+        [sys.executable, "-m", "ingest.app.cli", *args],
         cwd=cwd,
         env=clean | (env or {}),
         capture_output=True,

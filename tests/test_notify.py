@@ -28,14 +28,14 @@ from structlog.testing import capture_logs
 
 from channels.email.notices import queue_acknowledgements
 from channels.email.settings import OutboundSmtp, OutboundTls, OutboxSettings
+from channels.runtime import Runtime
 from channels.web.i18n import format_when
 from ingest.draft import Channel, MailThread, TicketDraft
 from ingest.queues import QueueNames
-from ingest.runtime import Runtime
-from ingest.settings import DatabaseSettings
 from store.db import Database
 from store.models import DeadLetter, Event, Ticket
 from store.notification_models import Notification
+from store.settings import DatabaseSettings
 from store.tickets import NewTicket, find_ticket, ticket_json
 from tests.stack import Stack, make_draft
 from tests.support_http import STAFF, api_client
@@ -133,7 +133,7 @@ def with_email(runtime: Runtime, **changes: Any) -> Runtime:
 
 
 def notify_worker(stack: Stack, runtime: Runtime) -> NotifyWorker:
-    return NotifyWorker(runtime)
+    return NotifyWorker(runtime, stack.settings.worker)
 
 
 def email_draft(

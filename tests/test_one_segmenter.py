@@ -10,8 +10,8 @@ from typing import Any
 import jieba
 import pytest
 
-from ingest.http import create_app
-from ingest.settings import load_settings
+from ingest.app.http import create_app
+from ingest.app.settings import load_settings
 from router import rules
 from router.repeats import RepeatFinder, TextSimilarity
 from router.rules import Router
@@ -55,7 +55,9 @@ async def test_the_app_the_router_and_the_repeat_finder_load_the_dictionary_once
     rt = embedded_stack.rt
     create_app(rt)
     create_app(rt)  # a second app of the same process (tests build many) shares it too
-    build_worker("router", rt)  # the router worker: a Router and a RepeatFinder
+    build_worker(
+        "router", rt, embedded_stack.settings
+    )  # the router worker: a Router and a RepeatFinder
     assert tokenizers == ["made", "loaded"]
     # Whoever else composes this process passes the same one.
     Router(rt.settings, rt.segmenter)

@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import Connection, select
 from sqlmodel import col
 
-from ingest.settings import DatabaseSettings
 from store.db import Database
 from store.migrate import migrate
 from store.models import DeadLetter, Event, Ticket
@@ -35,6 +34,7 @@ from store.outbox import (
 from store.outbox_states import RowStatus
 from store.referral_models import ReferralOutbox
 from store.referral_outbox import REPLIES
+from store.settings import DatabaseSettings
 from store.tickets import NewEvent, NewTicket, as_utc, insert_tickets
 from tests.stack import fresh_postgres_database, make_draft
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ingest.runtime import Runtime
-from ingest.settings import Settings, load_settings
+from channels.runtime import Runtime
+from ingest.app.settings import Settings, load_settings
 from tests.stack import CONFIG, Stack
 from tests.support_http import api_client
 from tests.test_notify import (

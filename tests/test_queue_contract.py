@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.queue import Delivery, Outgoing, QueueBackend
-from ingest.settings import BrokerSettings
+from ingest.queue import BrokerSettings, Delivery, Outgoing, QueueBackend
 from tests.support import unique_name
 
 Opener = Callable[[BrokerSettings | None], AbstractAsyncContextManager[QueueBackend]]

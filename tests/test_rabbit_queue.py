@@ -18,14 +18,13 @@ import pytest
 from aio_pika.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 from yarl import URL
 
-from ingest.queue import Outgoing, QueueError, QueueUnavailable
+from ingest.queue import BrokerSettings, Outgoing, QueueError, QueueUnavailable
 from ingest.rabbit_queue import (
     DELAY_BUCKETS_MS,
     BackoffRobustConnection,
     RabbitQueue,
     delay_bucket_ms,
 )
-from ingest.settings import BrokerSettings
 from tests.support import AMQP_URL, need_rabbitmq, unique_name
 from tests.support_rabbit import (
     have_rabbitmqctl,

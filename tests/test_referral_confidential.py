@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ingest.settings import StaffToken
+from ingest.api import StaffToken
 from tests.stack import Stack
 from tests.support_http import api_client
 from tests.test_referral_support import (  # referral_secrets: the autouse env fixture

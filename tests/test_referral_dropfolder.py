@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from channels.referral.dropfolder import is_temporary
-from ingest.runtime import Runtime
+from channels.runtime import Runtime
 from tests.stack import Stack, events, ticket_of
 from tests.support_http import api_client
 from tests.test_referral_support import (  # noqa: F401  (fixtures)

@@ -29,9 +29,10 @@ from channels.email.settings import SmtpSettings
 from channels.email.smtp import start_smtp
 from channels.referral.mail import MailReferrals
 from channels.referral.settings import MailFormat, MailReferral
+from channels.runtime import Runtime
+from ingest.app.settings import load_settings
 from ingest.queue import QueueUnavailable
-from ingest.runtime import Runtime
-from ingest.settings import ConfigError, load_settings
+from ingest.sections import ConfigError
 from store.models import Ticket
 from tests.stack import CONFIG, Stack, events, notes, ticket_of
 from tests.test_referral_support import (  # noqa: F401  (fixtures)

@@ -14,7 +14,7 @@ import pytest
 from channels.referral.mapping import MappingError, map_order
 from channels.referral.payload import PayloadError, parse_payload
 from channels.referral.settings import RequestType, UpdateKind
-from ingest.settings import load_settings
+from ingest.app.settings import load_settings
 from tests.stack import CONFIG, Stack, events, notes, ticket_of
 from tests.test_referral_support import (  # noqa: F401  (fixtures)
     FIXTURES,

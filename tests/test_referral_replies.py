@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from channels.referral.settings import ReplySettings
 from channels.referral.signature import verify
+from channels.runtime import Runtime
 from ingest.queues import QueueNames
-from ingest.runtime import Runtime
 from store.models import DeadLetter
 from tests.stack import Stack, events, ticket_of
 from tests.support_http import STAFF, api_client

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from click.testing import CliRunner
 
-from ingest.cli import main
+from ingest.app.cli import main
 from tests.stack import CONFIG, Stack, events
 from tests.support_http import STAFF
 from tests.test_processes import _free_port, _wait_ready

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from channels.referral.settings import ReferralSettings, ReplyRoute, WebhookReply
 from channels.referral.signature import signed_headers
-from ingest.runtime import Runtime
+from channels.runtime import Runtime
 from store.referral_models import ReferralOutbox
 from tests.stack import Stack
 from tests.support_http import api_client, post_events
@@ -207,4 +207,4 @@ async def sweep_until(
 def referrals_worker(stack: Stack, runtime: Runtime | None = None) -> ReferralsWorker:
     """The referrals worker on this stack (its replay queue is one of QueueNames.all(), which
     the stack removes afterwards)."""
-    return ReferralsWorker(runtime or stack.rt)
+    return ReferralsWorker(runtime or stack.rt, stack.settings.worker)

@@ -17,10 +17,10 @@ import pytest
 
 import channels.registry as channel_registry
 import workers.registry as worker_registry
-from ingest.http import create_app
-from ingest.runtime import Runtime
-from ingest.serve import run_roles
-from ingest.settings import Settings, load_settings
+from channels.runtime import Runtime
+from ingest.app.http import create_app
+from ingest.app.serve import run_roles
+from ingest.app.settings import Settings, load_settings
 from tests.stack import CONFIG, Stack
 
 MAILBOX = "complaints@water.example.cn"
@@ -40,10 +40,10 @@ def _settings(stack: Stack, **env: str) -> Settings:
 def nothing_opened(monkeypatch: pytest.MonkeyPatch) -> None:
     """Start-up must fail before connecting to the store and the queue."""
 
-    async def refuse(cls: type[Runtime], *args: Any, **kwargs: Any) -> Runtime:
+    async def refuse(*args: Any, **kwargs: Any) -> Runtime:
         raise AssertionError("the store and the queue were opened")
 
-    monkeypatch.setattr(Runtime, "open", classmethod(refuse))
+    monkeypatch.setattr("ingest.app.serve.open_runtime", refuse)
 
 
 @asynccontextmanager
@@ -169,7 +169,7 @@ async def test_the_edge_accepts_a_mail_on_the_smtp_port_the_registry_opened(
         started.extend(listeners)
         return listeners
 
-    monkeypatch.setattr("ingest.serve.start_listeners", spy)
+    monkeypatch.setattr("ingest.app.serve.start_listeners", spy)
     settings = _settings(embedded_stack, SHOULI_EMAIL__SMTP__PORT=str(port))
     async with serving(settings, monkeypatch):
         await _until(lambda: bool(started) and _connects(port))

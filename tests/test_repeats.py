@@ -14,9 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from channels.hotline.settings import RepeatSettings
+from ingest.app.settings import load_settings
 from ingest.draft import Channel
-from ingest.settings import load_settings
 from router.repeats import (
     Probe,
     RepeatFinder,
@@ -25,6 +24,7 @@ from router.repeats import (
     apply_repeat_rule,
 )
 from router.segment import Segmenter
+from router.settings import RepeatSettings
 from store.tickets import NewTicket
 from tests.stack import CONFIG, Stack, events, make_draft, notes, ticket_of
 from tests.support_http import api_client, close_ticket, first_ticket
@@ -144,7 +144,7 @@ async def test_the_same_account_number_from_another_phone_is_the_same_complainan
     )
     assert stranger.status_code == 201
 
-    # Account matching can be switched off (hotline.repeats.by_account) where it is too slow.
+    # Account matching can be switched off (repeats.by_account) where it is too slow.
     settings = embedded_stack.settings
     policy = RepeatPolicy.from_settings(settings)
     assert policy.by_account

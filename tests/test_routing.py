@@ -15,6 +15,7 @@ from typing import Any
 import jieba
 import pytest
 
+from ingest.app.settings import Settings, load_settings
 from ingest.draft import (
     Channel,
     Complainant,
@@ -24,19 +25,17 @@ from ingest.draft import (
     ResolvedOnContact,
     TicketDraft,
 )
-from ingest.settings import (
+from ingest.sections import ConfigError
+from router.rules import Router, RoutingDecision
+from router.segment import Segmenter
+from router.settings import (
     Category,
-    ConfigError,
     Department,
     DepartmentRole,
     RoutingSettings,
-    Settings,
     Severity,
     SeverityRule,
-    load_settings,
 )
-from router.rules import Router, RoutingDecision
-from router.segment import Segmenter
 
 CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 

@@ -221,7 +221,7 @@ async def test_every_routing_decision_is_an_event_naming_its_rule(stack: Stack) 
 async def test_a_number_reserved_at_intake_is_the_tickets_number_and_resending_keeps_it(
     stack: Stack,
 ) -> None:
-    from ingest.intake import accept
+    from channels.intake import accept
 
     first = await accept(stack.rt, make_draft("intake-1"))
     again = await accept(stack.rt, make_draft("intake-1"))

@@ -27,8 +27,8 @@ from sqlalchemy import func, select
 from channels.email.intake import MailIntake
 from channels.email.settings import SmtpSettings
 from channels.email.smtp import start_smtp
+from ingest.app.http import create_app
 from ingest.draft import Channel, FirstContact, FirstContactKind, TicketDraft
-from ingest.http import create_app
 from ingest.storable import storable
 from store.models import Ticket
 from store.tickets import find_ticket, ticket_json

@@ -16,9 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from ingest.queue import Outgoing
-from ingest.settings import DatabaseSettings
 from store.db import Database, is_outage
 from store.dead_letters import open_dead_letters
+from store.settings import DatabaseSettings
 from tests.stack import Stack, fresh_postgres_database, make_draft
 from tests.support import need_postgres
 
@@ -129,9 +129,9 @@ async def test_an_unreadable_replay_message_is_a_dead_letter_not_acknowledged_aw
 
     names = QueueNames(stack.settings.broker.prefix)
     if worker == "notify":
-        queue, running = names.notifications, NotifyWorker(stack.rt)
+        queue, running = names.notifications, NotifyWorker(stack.rt, stack.settings.worker)
     else:
-        queue, running = names.referral_replies, ReferralsWorker(stack.rt)
+        queue, running = names.referral_replies, ReferralsWorker(stack.rt, stack.settings.worker)
     await stack.rt.queue.declare(queue)
     await stack.rt.queue.publish(
         queue,

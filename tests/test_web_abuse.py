@@ -148,7 +148,7 @@ async def test_submissions_beyond_the_rate_limit_get_429_with_retry_after_per_ad
             inquiries=RateLimit(requests=2, per_seconds=600),
         ),
     )
-    from ingest.http import create_app
+    from ingest.app.http import create_app
 
     app = create_app(runtime)
     async with (

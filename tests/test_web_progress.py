@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ingest.intake import accept
+from channels.intake import accept
 from tests.stack import Stack, make_draft, ticket_of
 from tests.support_http import STAFF, api_client
 from tests.test_web_support import (

@@ -23,9 +23,9 @@ import pytest_asyncio
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from ingest.http import create_app
-from ingest.runtime import Runtime
-from ingest.settings import Settings
+from channels.runtime import Runtime
+from ingest.app.http import create_app
+from ingest.app.settings import Settings
 from store.models import IntakeNumber
 from tests.stack import Stack, open_stack
 from tests.support_http import BASE_URL

@@ -16,7 +16,7 @@ import structlog
 from channels.email.imap import ImapPoller
 from channels.email.intake import MailIntake
 from channels.referral.mail import MailReferrals
-from ingest.runtime import Runtime
+from channels.runtime import Runtime
 from store.imap_models import ImapStateRepository
 
 log = structlog.get_logger(__name__)

@@ -33,9 +33,8 @@ from channels.email.acknowledgement import TicketFacts, acknowledgement, urge_no
 from channels.email.notices import last_urge_event, queue_urge_notices
 from channels.email.outbound import Delivery, send_mail
 from channels.email.settings import OutboundSmtp
+from channels.runtime import Runtime
 from channels.web.progress import issue_link
-from ingest.queues import QueueNames
-from ingest.runtime import Runtime
 from store.db import is_outage
 from store.models import Ticket
 from store.notification_models import NotificationKind
@@ -44,6 +43,7 @@ from store.outbox import Recorded, claim_due, record_attempt, replay
 from store.outbox_states import RowStatus
 from store.tickets import as_utc
 from workers.replays import take_replays
+from workers.settings import WorkerSettings
 from workers.settle import settler_of
 from workers.steps import Steps
 
@@ -74,6 +74,7 @@ class NotifyWorker:
     def __init__(
         self,
         runtime: Runtime,
+        worker: WorkerSettings,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         environ: Mapping[str, str] | None = None,
@@ -84,12 +85,12 @@ class NotifyWorker:
         self._outbox = runtime.settings.email.outbox
         self._clock = clock
         self._environ = environ
-        self._queue_name = QueueNames(runtime.settings.broker.prefix).notifications
+        self._queue_name = runtime.names.notifications
         self._after_event: int | None = None
         self._prepared = False
         self._unrecorded: list[_Outcome] = []
         self._steps = Steps(self.name, log)
-        self._settler = settler_of(runtime)
+        self._settler = settler_of(runtime, worker)
         self._told_unconfigured = False
 
     async def run(self, stopping: asyncio.Event) -> None:

@@ -34,12 +34,12 @@ from channels.referral.orders import ReferralIntake, apply_held_updates
 from channels.referral.outbox import last_reply_trigger, queue_replies, register_new_tickets
 from channels.referral.sender import SendOutcome, send_reply
 from channels.referral.signature import forget_signatures, replay_window
-from ingest.queues import QueueNames
-from ingest.runtime import Runtime
+from channels.runtime import Runtime
 from store.outbox import claim_due, record_attempt, replay
 from store.outbox_states import RowStatus
 from store.referral_outbox import REPLIES, DueReply
 from workers.replays import take_replays
+from workers.settings import WorkerSettings
 from workers.settle import settler_of
 from workers.steps import Steps
 
@@ -67,6 +67,7 @@ class ReferralsWorker:
     def __init__(
         self,
         runtime: Runtime,
+        worker: WorkerSettings,
         *,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -77,7 +78,7 @@ class ReferralsWorker:
         self._clock = clock
         self._client = client
         self._owns_client = client is None
-        self._queue_name = QueueNames(runtime.settings.broker.prefix).referral_replies
+        self._queue_name = runtime.names.referral_replies
         intake = ReferralIntake(runtime, clock=clock)
         self._folders = [
             DropFolder(source, intake, min_age_seconds=self._settings.drop_folder_min_age_seconds)
@@ -88,7 +89,7 @@ class ReferralsWorker:
         self._next_cleanup = 0.0
         self._prepared = False
         self._steps = Steps(self.name, log)
-        self._settler = settler_of(runtime)
+        self._settler = settler_of(runtime, worker)
 
     async def run(self, stopping: asyncio.Event) -> None:
         log.info(

@@ -7,8 +7,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
+from channels.runtime import Runtime
 from ingest.registry import DuplicateName, Registry, UnknownName
-from ingest.runtime import Runtime
+from workers.settings import WorkersSettings
 
 __all__ = ["REGISTERED", "WORKERS", "DuplicateName", "UnknownWorker", "Worker", "build_worker"]
 
@@ -19,12 +20,11 @@ class Worker(Protocol):
     async def run(self, stopping: asyncio.Event) -> None: ...
 
 
-def _router(runtime: Runtime) -> Worker:
+def _router(runtime: Runtime, settings: WorkersSettings) -> Worker:
     from router.calendar import WorkCalendar
     from router.rules import Router
     from workers.router_worker import RouterWorker
 
-    settings = runtime.settings
     return RouterWorker(
         settings=settings,
         queue=runtime.queue,
@@ -35,11 +35,10 @@ def _router(runtime: Runtime) -> Worker:
     )
 
 
-def _sla(runtime: Runtime) -> Worker:
+def _sla(runtime: Runtime, settings: WorkersSettings) -> Worker:
     from router.calendar import WorkCalendar
     from workers.sla import SlaWorker
 
-    settings = runtime.settings
     return SlaWorker(
         settings=settings,
         database=runtime.database,
@@ -47,19 +46,19 @@ def _sla(runtime: Runtime) -> Worker:
     )
 
 
-def _referrals(runtime: Runtime) -> Worker:
+def _referrals(runtime: Runtime, settings: WorkersSettings) -> Worker:
     from workers.referrals import ReferralsWorker
 
-    return ReferralsWorker(runtime)
+    return ReferralsWorker(runtime, settings.worker)
 
 
-def _notify(runtime: Runtime) -> Worker:
+def _notify(runtime: Runtime, settings: WorkersSettings) -> Worker:
     from workers.notify import NotifyWorker
 
-    return NotifyWorker(runtime)
+    return NotifyWorker(runtime, settings.worker)
 
 
-def _imap(runtime: Runtime) -> Worker:
+def _imap(runtime: Runtime, settings: WorkersSettings) -> Worker:
     from workers.imap import ImapWorker
 
     worker = ImapWorker(runtime)
@@ -67,7 +66,9 @@ def _imap(runtime: Runtime) -> Worker:
     return worker
 
 
-WorkerFactory = Callable[[Runtime], Worker]
+# The runtime's services, and the workers' own settings tree (the runtime's settings are
+# typed as what the channels read; the workers read more).
+WorkerFactory = Callable[[Runtime, WorkersSettings], Worker]
 
 REGISTERED: tuple[tuple[str, WorkerFactory], ...] = (
     ("router", _router),
@@ -84,7 +85,7 @@ class UnknownWorker(UnknownName):
 
 def workers() -> Registry[WorkerFactory]:
     # Built from REGISTERED whenever asked, so a duplicate is refused by the process that
-    # starts (ingest.serve asks before it opens anything).
+    # starts (ingest.app.serve asks before it opens anything).
     return Registry("worker", REGISTERED, unknown=UnknownWorker)
 
 
@@ -97,5 +98,5 @@ def worker_factory(name: str) -> WorkerFactory:
     return workers()[name]
 
 
-def build_worker(name: str, runtime: Runtime) -> Worker:
-    return worker_factory(name)(runtime)
+def build_worker(name: str, runtime: Runtime, settings: WorkersSettings) -> Worker:
+    return worker_factory(name)(runtime, settings)

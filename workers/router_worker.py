@@ -22,19 +22,19 @@ from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from channels.email.notices import queue_acknowledgements
+from channels.email.threads import Placed, place_mail
 from ingest.draft import TicketDraft
 from ingest.metrics import Metrics
 from ingest.queue import Delivery, QueueBackend, QueueUnavailable
 from ingest.queues import QueueNames
-from ingest.settings import Settings
 from router.calendar import WorkCalendar
 from router.complete import deadline_for, decision_events
-from router.mail_threads import Placed, place_mail
 from router.repeats import RepeatFinder, apply_repeat_rule
 from router.rules import Router
 from store.db import STORE_ERRORS, Database, is_outage
 from store.numbering import allocate_numbers, period_of
 from store.tickets import NewTicket, existing_numbers, insert_tickets
+from workers.settings import WorkersSettings
 from workers.settle import Done, Outcome, Reject, Retry, Settler
 
 log = structlog.get_logger(__name__)
@@ -56,7 +56,7 @@ class RouterWorker:
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: WorkersSettings,
         queue: QueueBackend,
         database: Database,
         router: Router,

@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 
 import structlog
 
+from channels.runtime import Runtime
 from ingest.backoff import backoff_seconds
 from ingest.queue import Delivery, Outgoing, QueueBackend, QueueUnavailable
-from ingest.runtime import Runtime
-from ingest.settings import WorkerSettings
 from store.db import STORE_ERRORS, Database
 from store.dead_letters import add_dead_letter
+from workers.settings import WorkerSettings
 
 log = structlog.get_logger(__name__)
 
@@ -137,11 +137,11 @@ class Settler:
         return len(expired)
 
 
-def settler_of(runtime: Runtime) -> Settler:
+def settler_of(runtime: Runtime, worker: WorkerSettings) -> Settler:
     """The settle point of a worker that consumes one of ``runtime``'s queues."""
     return Settler(
         runtime.queue,
         runtime.database,
-        runtime.settings.worker,
+        worker,
         on_dead_letter=lambda q: runtime.metrics.dead_letters.labels(queue=q).inc(),
     )

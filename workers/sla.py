@@ -14,13 +14,14 @@ import structlog
 from sqlalchemy import select, update
 from sqlmodel import col
 
-from ingest.settings import Settings, Severity
 from router.calendar import WorkCalendar
 from router.lifecycle import OPEN_STATUSES
+from router.settings import Severity
 from router.timelimit import TimeUnit
 from store.db import STORE_ERRORS, Database
 from store.models import Ticket
 from store.tickets import NewEvent, add_event, event_time
+from workers.settings import WorkersSettings
 
 log = structlog.get_logger(__name__)
 _OPEN = sorted(s.value for s in OPEN_STATUSES)
@@ -32,7 +33,7 @@ class SlaWorker:
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: WorkersSettings,
         database: Database,
         calendar: WorkCalendar,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),

@@ -20,8 +20,8 @@ from email.utils import format_datetime
 from zoneinfo import ZoneInfo
 
 from channels.email.settings import OutboundSmtp
+from channels.settings import ChannelSettings
 from channels.web.i18n import format_limit, format_when
-from ingest.settings import Settings
 from router.lifecycle import OPEN_STATUSES
 
 ACK_SUBJECT = "您的投诉已受理 / Your complaint has been received"
@@ -38,7 +38,7 @@ class TicketFacts:
     due_at: datetime | None
 
 
-def _names(settings: Settings, key: str | None) -> tuple[str, str] | None:
+def _names(settings: ChannelSettings, key: str | None) -> tuple[str, str] | None:
     if key is None:
         return None
     try:
@@ -70,7 +70,7 @@ def _message(
 
 
 def acknowledgement(
-    settings: Settings,
+    settings: ChannelSettings,
     server: OutboundSmtp,
     *,
     recipient: str,
@@ -139,7 +139,7 @@ def acknowledgement(
 
 
 def urge_notice(
-    settings: Settings,
+    settings: ChannelSettings,
     server: OutboundSmtp,
     *,
     recipient: str,

@@ -11,7 +11,7 @@ import asyncio
 from channels.email.intake import MailIntake
 from channels.email.smtp import start_smtp
 from channels.referral.mail import MailReferrals
-from ingest.runtime import Runtime
+from channels.runtime import Runtime
 
 
 async def start_listener(runtime: Runtime) -> asyncio.Server | None:

@@ -22,7 +22,7 @@ from sqlmodel import col
 
 from channels.email.settings import EmailSettings
 from ingest.draft import MailKind
-from ingest.settings import Department
+from router.settings import Department
 from store.models import Event, Ticket
 from store.notification_models import Notification, NotificationKind
 from store.notification_outbox import NOTIFICATIONS

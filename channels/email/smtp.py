@@ -20,8 +20,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from channels.email.intake import MailIntake
 from channels.email.settings import SmtpSettings
+from channels.settings import ChannelSettings
 from ingest.queue import QueueUnavailable
-from ingest.settings import Settings
 from store.db import STORE_ERRORS
 
 log = structlog.get_logger(__name__)
@@ -32,7 +32,7 @@ _NOT_STORED: tuple[type[BaseException], ...] = (QueueUnavailable, *STORE_ERRORS)
 class ComplaintMailHandler:
     """aiosmtpd handler: only the hooks we need (RCPT and DATA)."""
 
-    def __init__(self, settings: Settings, intake: MailIntake, smtp: SmtpSettings) -> None:
+    def __init__(self, settings: ChannelSettings, intake: MailIntake, smtp: SmtpSettings) -> None:
         self._email = settings.email
         self._smtp = smtp
         self._intake = intake
@@ -111,7 +111,7 @@ def _smtp_class(config: SmtpSettings) -> type[_LimitedSMTP]:
 
 
 async def start_smtp(
-    settings: Settings, intake: MailIntake, smtp: SmtpSettings | None = None
+    settings: ChannelSettings, intake: MailIntake, smtp: SmtpSettings | None = None
 ) -> asyncio.Server:
     """Listen on the running loop (aiosmtpd's UnthreadedController pattern)."""
     config = smtp or settings.email.smtp

@@ -5,7 +5,7 @@ call id gets the same answer:
 
 1. a call id already merged into an open ticket gets that ticket's number again (200);
 2. a call id already reserved or made into a ticket keeps its number (200); the draft is
-   published again if it never reached the router (as ``ingest.intake.accept`` does);
+   published again if it never reached the router (as ``channels.intake.accept`` does);
 3. a new call that repeats an open ticket of the same caller about the same matter makes no
    ticket: an urge (催办) on the open one, recorded with the inbound item that makes step 1
    work;
@@ -13,7 +13,7 @@ call id gets the same answer:
    closed ticket when the caller is unhappy with its result, and the draft is published.
 
 Searching, urging and reserving share the one transaction (on SQLite one thread hop and one
-fsync per call); publishing happens after its commit, as in ``ingest.intake``.
+fsync per call); publishing happens after its commit, as in ``channels.intake``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from zoneinfo import ZoneInfo
 import structlog
 from sqlalchemy import Connection
 
+from channels.intake import EdgeDecision, decide_then_hand_off
+from channels.runtime import Runtime
 from ingest.draft import TicketDraft
-from ingest.intake import EdgeDecision, decide_then_hand_off
-from ingest.runtime import Runtime
 from router.repeats import Probe, RepeatFinder, RepeatFinding, merged_into, record_repeat_contact
 from store.intake import is_known, reserve_number
 from store.numbering import period_of

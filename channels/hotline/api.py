@@ -36,9 +36,9 @@ from channels.hotline.records import (
     record_problems,
 )
 from channels.hotline.settings import HotlineAgent, HotlineSettings
+from channels.runtime import Runtime
+from ingest.api import ApiError, error_doc
 from ingest.bodies import openapi_body, read_model
-from ingest.http import ApiError, error_doc
-from ingest.runtime import Runtime
 from router.calendar import WorkCalendar
 from router.repeats import RepeatFinder
 

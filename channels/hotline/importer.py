@@ -31,10 +31,10 @@ from sqlmodel import col
 from channels.hotline.records import CallContext, call_draft
 from channels.hotline.rows import RowError, RowMapper
 from channels.hotline.sources import CallSource
+from channels.runtime import Runtime
 from ingest.draft import Channel, TicketDraft
 from ingest.errors import Interrupted
 from ingest.queue import QueueUnavailable
-from ingest.runtime import Runtime
 from store.models import InboundItem, IntakeNumber, Ticket
 
 log = structlog.get_logger(__name__)

@@ -1,7 +1,7 @@
 """The ``hotline:`` section of ``config.yaml``: agents and their tokens, vendor export
-mappings, the phone region, and the repeat-caller rule (重复投诉).
+mappings and the phone region (the repeat rule is the router's: ``repeats:``).
 
-Pure pydantic on purpose: ``ingest.settings`` imports this module, so it must not import
+Pure pydantic on purpose: ``channels.settings`` imports this module, so it must not import
 anything of the service (store, router, queue) itself.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import re
-from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -18,7 +17,6 @@ from pydantic import Field, field_validator, model_validator
 from ingest.phone import known_region
 from ingest.references import KnownKeys
 from ingest.sections import Section, env_secret
-from router.timelimit import TimeLimit, TimeUnit
 
 # The fields of a call record that an export column (or a JSON-lines key) can fill; the
 # names are those of ``POST /api/calls`` (channels/hotline/records.py, CallRecord).
@@ -162,42 +160,11 @@ def identity_mapping() -> VendorMapping:
     return VendorMapping(columns={name: name for name in IMPORT_FIELDS})
 
 
-class RepeatSettings(Section):
-    """The repeat-complaint rule (重复投诉); used for calls at the edge and, through the router,
-    for every channel whose complainant leaves a phone, an email or an account number."""
-
-    enabled: bool = True
-    window: TimeLimit = Field(
-        default=TimeLimit.parse("30 days"),
-        description="open tickets received, or closed tickets last changed, within this",
-    )
-    similarity: float = Field(
-        default=70.0, ge=0, le=100, description="text similarity (0-100) that makes 'same matter'"
-    )
-    by_account: bool = Field(
-        default=True,
-        description="also match the account number (户号), an index lookup",
-    )
-
-    @field_validator("window")
-    @classmethod
-    def _elapsed_time(cls, value: TimeLimit) -> TimeLimit:
-        if value.unit in (TimeUnit.WORKING_DAYS, TimeUnit.WORKING_HOURS):
-            raise ValueError("give the window in days, hours or minutes, not working time")
-        return value
-
-    @property
-    def window_delta(self) -> timedelta:
-        unit = {TimeUnit.DAYS: "days", TimeUnit.HOURS: "hours", TimeUnit.MINUTES: "minutes"}
-        return timedelta(**{unit[self.window.unit]: self.window.amount})
-
-
 class HotlineSettings(Section):
     default_region: str = Field(default="CN", description="region of numbers without +country")
     agents: tuple[HotlineAgent, ...] = ()
     vendors: dict[str, VendorMapping] = Field(default_factory=dict)
     default_vendor: str | None = Field(default=None, description="import-calls without --vendor")
-    repeats: RepeatSettings = RepeatSettings()
     import_batch_size: int = Field(default=500, ge=1, le=5000)
 
     _known_region = field_validator("default_region")(known_region)
@@ -227,7 +194,7 @@ class HotlineSettings(Section):
         return sorted({*self.vendors, API_VENDOR})
 
     def cross_reference_problems(self, known: KnownKeys) -> list[tuple[str, str]]:
-        """Names that must point at other sections (called by ingest.settings)."""
+        """Names that must point at other sections (called by channels.settings)."""
         problems: list[tuple[str, str]] = []
         seen: dict[str, int] = {}
         for index, agent in enumerate(self.agents):

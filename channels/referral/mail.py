@@ -37,7 +37,7 @@ from channels.referral.mapping import MappingError
 from channels.referral.orders import Received, ReferralIntake, UnknownOrder
 from channels.referral.payload import PayloadError
 from channels.referral.settings import ReferralSource
-from ingest.runtime import Runtime
+from channels.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 _NOTE_CHARS = 500

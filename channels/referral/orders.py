@@ -4,7 +4,7 @@
 the referral mailbox (``channels.referral.mail``). It reads the payload through the source's
 mapping, keeps the raw original in the blob store, and then:
 
-* a new order becomes a draft handed to ``ingest.intake.accept``: idempotent on
+* a new order becomes a draft handed to ``channels.intake.accept``: idempotent on
   ``referral:<source>:<reference>``, so the same order again answers the same number
   (``new=False``) and changes nothing;
 * an update (催办, 延期, 撤单, 退单, 督办) of an order whose ticket exists is applied to it
@@ -40,9 +40,9 @@ from channels.referral.payload import Format, parse_payload
 from channels.referral.settings import ReferralSource, UpdateKind
 from channels.referral.signature import claim_signature, release_signature
 from channels.referral.updates import apply_update
+from channels.runtime import Runtime
 from ingest.draft import Channel
 from ingest.errors import Refused
-from ingest.runtime import Runtime
 from store.db import upsert_insert
 from store.intake import reserve_number
 from store.models import IntakeNumber, Ticket
@@ -145,7 +145,7 @@ class ReferralIntake:
         channel, key = draft.idempotency_key
 
         def reserve(conn: Connection) -> tuple[str, bool, bool]:
-            # ingest.intake.accept's reservation, in one transaction with the replay guard
+            # channels.intake.accept's reservation, in one transaction with the replay guard
             # and the order's record: one commit (one fsync) per order instead of three.
             if claim is not None:
                 claim_signature(conn, claim[0], claim[1], now)

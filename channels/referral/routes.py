@@ -28,6 +28,7 @@ import structlog
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from pydantic import AwareDatetime, BaseModel, Field
 
+from channels.intake import accept
 from channels.referral.letters import LetterKind, LetterRecord, letter_draft
 from channels.referral.mapping import MappingError
 from channels.referral.orders import Received, ReferralIntake, UnknownOrder
@@ -39,11 +40,10 @@ from channels.referral.signature import (
     SignatureRejected,
     verify,
 )
+from channels.runtime import Runtime
+from ingest.api import ApiError, Staff, error_doc, staff_member
 from ingest.bodies import checked_first, read_body
 from ingest.draft import AttachmentRef
-from ingest.http import ApiError, Staff, error_doc, staff_member
-from ingest.intake import accept
-from ingest.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 FUTURE_TOLERANCE = timedelta(minutes=10)

@@ -1,7 +1,7 @@
 """The ``referrals:`` section of ``config.yaml``: who may send us work orders, how their
 payloads map to ticket fields, and how replies go back.
 
-Pure pydantic on purpose: ``ingest.settings`` imports this module, so it must not import
+Pure pydantic on purpose: ``channels.settings`` imports this module, so it must not import
 anything of the service (store, router, queue) itself.
 
 A *source* is one upstream authority (a city's 12345 hotline, a regulator's system). It has
@@ -429,7 +429,7 @@ class ReferralSettings(Section):
         return self.mappings[source.mapping]
 
     def cross_reference_problems(self, known: KnownKeys) -> list[tuple[str, str]]:
-        """Names that must point at other sections (called by ingest.settings)."""
+        """Names that must point at other sections (called by channels.settings)."""
         problems: list[tuple[str, str]] = []
         seen: set[str] = set()
         folders: dict[Path, int] = {}

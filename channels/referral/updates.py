@@ -25,8 +25,8 @@ from sqlmodel import col
 
 from channels.referral.mapping import MappedOrder
 from channels.referral.settings import UpdateKind
-from ingest.settings import Severity
 from router.lifecycle import Actor, IllegalTransition, transition
+from router.settings import Severity
 from store.models import Ticket
 from store.referral_models import OutboxStatus, ReferralOutbox
 from store.tickets import NewEvent, add_event, as_utc, event_time

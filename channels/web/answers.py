@@ -11,17 +11,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from channels.settings import ChannelSettings
 from channels.web.forms import Contact
 from channels.web.i18n import Lang, Translator, format_limit
 from channels.web.pages import Pages
 from channels.web.repeats import WebAccepted
 from ingest.draft import utc_iso
-from ingest.settings import Settings
 from router.calendar import WorkCalendar
 from router.timelimit import TimeLimit
 
 
-def feedback_limit(settings: Settings) -> TimeLimit:
+def feedback_limit(settings: ChannelSettings) -> TimeLimit:
     """Feedback's own limit (``time_limits.by_channel.feedback``), else the general one."""
     limits = settings.time_limits
     general = limits.handle[settings.routing.default_severity]
@@ -29,7 +29,7 @@ def feedback_limit(settings: Settings) -> TimeLimit:
 
 
 def answer_json(
-    settings: Settings,
+    settings: ChannelSettings,
     calendar: WorkCalendar,
     which: str,
     number: str,
@@ -72,7 +72,7 @@ def answer_json(
 
 
 def answer_page(
-    settings: Settings, pages: Pages, answer: dict[str, Any], lang: Lang
+    settings: ChannelSettings, pages: Pages, answer: dict[str, Any], lang: Lang
 ) -> dict[str, Any]:
     """The answer page's content for :func:`answer_json`'s ``answer``."""
     t = Translator(lang)

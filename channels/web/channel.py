@@ -17,12 +17,12 @@ import structlog
 from fastapi import Request
 from fastapi.responses import Response
 
+from channels.runtime import Runtime
 from channels.web import forms
 from channels.web.abuse import CSRF_COOKIE, CsrfGuard, SlidingWindowLimiter, origin_of
 from channels.web.i18n import Lang, Translator
 from channels.web.pages import Pages
-from ingest.http import ApiError, error_response
-from ingest.runtime import Runtime
+from ingest.api import ApiError, error_response
 from router.calendar import WorkCalendar
 
 log = structlog.get_logger(__name__)

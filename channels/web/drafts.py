@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from channels.settings import ChannelSettings
 from channels.web.abuse import CSRF_FIELD, HONEYPOT_FIELD
 from channels.web.forms import ComplaintForm, FeedbackForm
 from channels.web.i18n import ZH
@@ -19,7 +20,6 @@ from ingest.draft import (
     FirstContactKind,
     TicketDraft,
 )
-from ingest.settings import Settings
 
 FIRST_CONTACT_COMPLAINT = "web-form"
 FIRST_CONTACT_FEEDBACK = "web-feedback-form"
@@ -61,7 +61,7 @@ def complaint_draft(
     )
 
 
-def feedback_body(form: FeedbackForm, settings: Settings) -> str:
+def feedback_body(form: FeedbackForm, settings: ChannelSettings) -> str:
     """The feedback as staff read it: Chinese labels, whatever language the form was in."""
     names = {a.key: a.name for a in settings.web.feedback_aspects}
     lines = [f"总体评价：{ZH['rating_' + form.overall]}"]
@@ -77,7 +77,7 @@ def feedback_body(form: FeedbackForm, settings: Settings) -> str:
 
 def feedback_draft(
     form: FeedbackForm,
-    settings: Settings,
+    settings: ChannelSettings,
     *,
     key: str,
     received_at: datetime,

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from channels.settings import ChannelSettings
 from channels.web.i18n import RATINGS, ZH, Translator
 from channels.web.settings import WebSettings, format_size
 from channels.web.uploads import ReceivedForm, Upload
 from ingest.phone import PhoneKind, PhoneNumber, normalise_phone
-from ingest.settings import Settings
 
 KEY_FIELD = "idempotency_key"
 _KEY = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
@@ -136,7 +136,7 @@ def idempotency_key(form: ReceivedForm, header: str | None) -> tuple[str | None,
 
 
 def check_complaint(
-    form: ReceivedForm, settings: Settings, now: datetime
+    form: ReceivedForm, settings: ChannelSettings, now: datetime
 ) -> tuple[ComplaintForm | None, Problems]:
     web = settings.web
     problems: Problems = {}
@@ -169,7 +169,9 @@ def check_complaint(
     return ComplaintForm(name, contact, incident, category, details), problems
 
 
-def _incident(problems: Problems, raw: str, settings: Settings, now: datetime) -> datetime | None:
+def _incident(
+    problems: Problems, raw: str, settings: ChannelSettings, now: datetime
+) -> datetime | None:
     if not raw:
         _add(problems, "incident_at", "msg_required")
         return None
@@ -185,7 +187,9 @@ def _incident(problems: Problems, raw: str, settings: Settings, now: datetime) -
     return None
 
 
-def check_feedback(form: ReceivedForm, settings: Settings) -> tuple[FeedbackForm | None, Problems]:
+def check_feedback(
+    form: ReceivedForm, settings: ChannelSettings
+) -> tuple[FeedbackForm | None, Problems]:
     problems: Problems = {}
     name = _text(form, "name")
     _check_length(problems, "name", name, NAME_MAX)

@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
 
+from channels.settings import ChannelSettings
 from channels.web.i18n import RATINGS, Lang, Translator, format_clock, format_limit
 from channels.web.settings import format_size
-from ingest.settings import Settings, Severity
+from router.settings import Severity
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -55,7 +56,7 @@ class Static:
 
 
 class Pages:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ChannelSettings) -> None:
         self.settings = settings
         self.zone = ZoneInfo(settings.organisation.timezone)
         self.env = Environment(

@@ -25,9 +25,9 @@ from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from channels.settings import ChannelSettings
 from channels.web.i18n import Translator, format_when
 from ingest.draft import utc_iso
-from ingest.settings import Settings
 from router.calendar import WorkCalendar
 from router.lifecycle import Status
 from store.models import Complainant, Event, IntakeNumber, Ticket
@@ -161,7 +161,7 @@ def _events(conn: Session, ticket_id: int) -> list[Event]:
 
 
 def _view(
-    conn: Session, rows: _Rows, settings: Settings, calendar: WorkCalendar
+    conn: Session, rows: _Rows, settings: ChannelSettings, calendar: WorkCalendar
 ) -> PublicProgress | None:
     if rows.ticket is not None:
         assert rows.ticket.id is not None
@@ -172,7 +172,7 @@ def _view(
 
 
 def find_by_contact(
-    conn: Connection, number: str, contact: str, settings: Settings, calendar: WorkCalendar
+    conn: Connection, number: str, contact: str, settings: ChannelSettings, calendar: WorkCalendar
 ) -> PublicProgress | None:
     # ORM entities (Ticket, Complainant, Event) from the plain connection.
     with Session(bind=conn) as session:
@@ -183,7 +183,7 @@ def find_by_contact(
 
 
 def find_by_token(
-    conn: Connection, token: str, settings: Settings, calendar: WorkCalendar
+    conn: Connection, token: str, settings: ChannelSettings, calendar: WorkCalendar
 ) -> PublicProgress | None:
     found = conn.execute(
         select(col(WebProgressToken.number)).where(
@@ -197,7 +197,7 @@ def find_by_token(
 
 
 def received_view(
-    number: str, reserved_at: datetime, settings: Settings, calendar: WorkCalendar
+    number: str, reserved_at: datetime, settings: ChannelSettings, calendar: WorkCalendar
 ) -> PublicProgress:
     expected = calendar.add(reserved_at, settings.time_limits.accept)
     return PublicProgress(
@@ -269,7 +269,7 @@ def public_view(ticket: Ticket, events: list[Event]) -> PublicProgress:
     )
 
 
-def department_names(settings: Settings, key: str | None) -> dict[str, str] | None:
+def department_names(settings: ChannelSettings, key: str | None) -> dict[str, str] | None:
     if key is None:
         return None
     try:
@@ -279,7 +279,9 @@ def department_names(settings: Settings, key: str | None) -> dict[str, str] | No
     return {"key": key, "name": department.name, "name_en": department.name_en}
 
 
-def step_label(step: Step, t: Translator, settings: Settings, when: str | None = None) -> str:
+def step_label(
+    step: Step, t: Translator, settings: ChannelSettings, when: str | None = None
+) -> str:
     if step.step in _WITH_DEPARTMENT:
         names = department_names(settings, step.department)
         name = (names["name"] if t.lang == "zh" else names["name_en"]) if names else None
@@ -289,7 +291,7 @@ def step_label(step: Step, t: Translator, settings: Settings, when: str | None =
     return t(f"step_{step.step}")
 
 
-def progress_json(view: PublicProgress, settings: Settings) -> dict[str, Any]:
+def progress_json(view: PublicProgress, settings: ChannelSettings) -> dict[str, Any]:
     zh, en = Translator("zh"), Translator("en")
     zone = ZoneInfo(settings.organisation.timezone)
 

@@ -8,7 +8,7 @@ and the same submission sent again (the same idempotency key) gets the same answ
 
 1. a submission already merged into an open ticket gets that ticket's number again;
 2. a submission already reserved or made into a ticket keeps its number; the draft is
-   published again if it never reached the router (as ``ingest.intake.accept`` does);
+   published again if it never reached the router (as ``channels.intake.accept`` does);
 3. a new submission that repeats an open ticket of the same complainant (the same E.164
    phone or lower-cased e-mail address: the form's contact) about the same matter (the
    category the citizen chose, or similar text) makes no ticket: an urge (催办) on the open
@@ -21,7 +21,7 @@ and the same submission sent again (the same idempotency key) gets the same answ
 
 Only the contact identifies the complainant here, never an account line (户号：...) typed into
 the details: anyone can type anyone's account number. Anonymous drafts and drafts without a
-contact are never merged (the caller sends them to ``ingest.intake.accept``).
+contact are never merged (the caller sends them to ``channels.intake.accept``).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ import structlog
 from sqlalchemy import Connection, select
 from sqlmodel import col
 
+from channels.intake import EdgeDecision, decide_then_hand_off
+from channels.runtime import Runtime
 from ingest.draft import TicketDraft
-from ingest.intake import EdgeDecision, decide_then_hand_off
-from ingest.runtime import Runtime
 from router.repeats import (
     Probe,
     RepeatFinder,
@@ -105,7 +105,7 @@ async def accept_complaint(
     *,
     clock: Callable[[], datetime],
 ) -> WebAccepted:
-    """Call only for a draft :func:`can_repeat` allows; others go to ``ingest.intake.accept``."""
+    """Call only for a draft :func:`can_repeat` allows; others go to ``channels.intake.accept``."""
     settings = runtime.settings.organisation
     period = period_of(settings.number_prefix, draft.received_at, ZoneInfo(settings.timezone))
     # By the contact alone (see the module docstring), with the category the citizen chose.

@@ -30,14 +30,14 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from channels.runtime import Runtime
 from channels.web.channel import WebChannel
 from channels.web.i18n import RATINGS, Translator, pick_lang
 from channels.web.inquiry import Inquiries
 from channels.web.progress import progress_json
 from channels.web.submit import Submissions
 from channels.web.uploads import FormReadError, receive_form
-from ingest.http import ApiError, error_response
-from ingest.runtime import Runtime
+from ingest.api import ApiError, error_response
 
 
 def _multipart_doc(fields: dict[str, Any], required: list[str]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The ``web:`` section of ``config.yaml``: evidence types and limits, rate limits, the CSRF
 secret and the feedback form's evaluation aspects.
 
-Pure pydantic on purpose: ``ingest.settings`` imports this module, so it must not import
+Pure pydantic on purpose: ``channels.settings`` imports this module, so it must not import
 anything of the service (store, router, queue) itself. Organisation name, hotline, service
 hours and time limits shown on the page come from the existing sections, not from here.
 """

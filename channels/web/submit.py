@@ -1,6 +1,6 @@
 """Submitting a complaint or supervision feedback: the body streamed under its limits, then
 the honeypot, CSRF, the idempotency key and every field rule; only a submission that passes
-them all has its files and raw record stored, is handed off durably (``ingest.intake.accept``)
+them all has its files and raw record stored, is handed off durably (``channels.intake.accept``)
 and gets a progress link. A complaint with a contact first meets the repeat rule
 (``channels/web/repeats.py``): about the same matter as the complainant's open ticket, it is
 answered with that ticket's number and urges it instead. See ``channels/web/routes.py`` for
@@ -15,6 +15,7 @@ import structlog
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from channels.intake import Accepted, accept
 from channels.web import drafts, forms
 from channels.web.abuse import (
     CSRF_COOKIE,
@@ -32,9 +33,8 @@ from channels.web.progress import issue_link
 from channels.web.repeats import WebAccepted, accept_complaint, can_repeat, repeat_finder
 from channels.web.settings import format_size
 from channels.web.uploads import FormReadError, ReceivedForm, receive_form
+from ingest.api import ApiError, error_response
 from ingest.draft import AttachmentRef, TicketDraft
-from ingest.http import ApiError, error_response
-from ingest.intake import Accepted, accept
 from ingest.queue import QueueUnavailable
 from store.db import STORE_ERRORS
 
@@ -100,7 +100,7 @@ class Submissions:
             return await self._submit_form(request, which, form, query_lang)
         except _UNAVAILABLE as exc:
             if not wants_html(request):
-                raise  # ingest.http answers 503 + Retry-After in JSON
+                raise  # ingest.app.http answers 503 + Retry-After in JSON
             log.error("web_submit_unavailable", error=type(exc).__name__)
             lang = pick_lang(form.get("lang") or query_lang)
             return self.channel.refuse(

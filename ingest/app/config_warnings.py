@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from ingest.app.settings import Settings
 from ingest.sections import env_secret
-from ingest.settings import Settings
 
 # The inline token of the shipped config.yaml's dev-officer entry, so that `make run` answers
 # the staff API out of the box; with it anyone who has read the README is staff.

@@ -5,7 +5,7 @@ report; the good rows went on); 2 the file cannot be imported at all (unreadable
 binary, a spreadsheet, required columns missing) or an unknown vendor; 75 the queue or the
 store stayed unavailable (run the same command again: it is idempotent).
 
-Kept free of the service's imports at module level: ``ingest.cli`` imports it at start-up.
+Kept free of the service's imports at module level: ``ingest.app.cli`` imports it at start-up.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from typing import Any
 
 import click
 
+from ingest.app.console import EXIT_TEMPFAIL, config_option, settings_or_exit
+
 EXIT_REJECTED = 1
 EXIT_UNREADABLE = 2
-EXIT_TEMPFAIL = 75
 
 
 @click.command("import-calls")
@@ -38,14 +39,7 @@ EXIT_TEMPFAIL = 75
 @click.option("--no-progress", is_flag=True, help="no progress bar (also off when not a TTY)")
 @click.option("--batch-size", type=click.IntRange(1, 5000), default=None)
 @click.option("--json", "as_json", is_flag=True, help="print the summary as one JSON object")
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="config file (default: $SHOULI_CONFIG or ./config.yaml)",
-)
+@config_option
 def import_calls(
     file: Path,
     vendor: str | None,
@@ -61,8 +55,7 @@ def import_calls(
     from channels.hotline.rows import RowMapper
     from channels.hotline.settings import API_VENDOR
     from channels.hotline.sources import CallSource, FileProblem
-    from ingest.cli import settings_or_exit  # loaded: it is what runs this command
-    from ingest.runtime import Runtime
+    from ingest.app.runtime import open_runtime
     from router.calendar import WorkCalendar
     from store.db import STORE_ERRORS
 
@@ -100,7 +93,7 @@ def import_calls(
     show = not no_progress and sys.stderr.isatty()
 
     async def go() -> Any:
-        runtime = await Runtime.open(settings)
+        runtime = await open_runtime(settings)
         try:
             importer = CallImporter(
                 runtime,

@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+from channels.runtime import Runtime
 from ingest.draft import TicketDraft
-from ingest.runtime import Runtime
 from store.intake import reserve_number
 from store.numbering import period_of
 

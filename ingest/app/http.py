@@ -6,66 +6,27 @@ wrong (CONTRACT.md); a 503 with Retry-After when the store or queue is down.
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import update
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from channels.runtime import Runtime
+from ingest.api import ApiError, Staff, StaffToken, error_response
 from ingest.bodies import BodyRefused, add_body_schemas, openapi_body, read_model
-from ingest.errors import ShouliError
 from ingest.queue import QueueUnavailable
-from ingest.runtime import Runtime
-from ingest.settings import Settings, StaffToken
 from router.lifecycle import IllegalTransition, LifecycleError, MissingFields, transition
 from store.db import STORE_ERRORS
 from store.models import Ticket
 from store.tickets import NewEvent, add_event, find_ticket, list_tickets, ticket_json
 
 log = structlog.get_logger(__name__)
-
-
-class ApiError(ShouliError):
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        fields: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.fields = fields or {}
-        self.headers = headers
-
-
-def error_doc(code: str, description: str) -> dict[str, Any]:
-    """An error answer as the API description documents it (``responses=`` of a route)."""
-    return {
-        "description": description,
-        "content": {
-            "application/json": {
-                "example": {"error": {"code": code, "message": description, "fields": {}}}
-            }
-        },
-    }
-
-
-def error_response(error: ApiError) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": error.code, "message": error.message, "fields": error.fields}},
-        status_code=error.status,
-        headers=error.headers,
-    )
 
 
 class StaffEvent(BaseModel):
@@ -79,33 +40,6 @@ def _privileged(who: StaffToken, ticket: Ticket) -> bool:
     return who.department is None or who.department == ticket.first_contact_department
 
 
-def staff_member(request: Request) -> StaffToken:
-    """The staff token behind ``Authorization: Bearer``, compared in constant time."""
-    settings: Settings = request.app.state.runtime.settings
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError(
-            401,
-            "unauthenticated",
-            "send a staff token as 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    for candidate in settings.auth.staff:
-        secret = candidate.secret()
-        if secret and hmac.compare_digest(secret.encode(), token.encode()):
-            return candidate
-    raise ApiError(
-        401,
-        "invalid_token",
-        "this token is not a staff token",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
-Staff = Annotated[StaffToken, Depends(staff_member)]
-
-
 def create_app(runtime: Runtime) -> FastAPI:
     settings = runtime.settings
     app = FastAPI(
@@ -114,6 +48,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         description="Every complaint captured once, from every channel.",
     )
     app.state.runtime = runtime
+    app.state.auth = settings.auth
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:

@@ -13,37 +13,11 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
-from channels.hotline.cli import import_calls
-from ingest.settings import ConfigError, ConfigNotFound, Settings, load_settings
+from ingest.app.console import EXIT_TEMPFAIL, config_option, settings_or_exit
+from ingest.app.import_calls import import_calls
+from ingest.app.settings import Settings
 
 T = TypeVar("T")
-EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL: try again later
-
-config_option = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="config file (default: $SHOULI_CONFIG or ./config.yaml)",
-)
-
-
-def settings_or_exit(config_path: Path | None) -> Settings:
-    """The settings, logging configured; every config problem printed and exit 1."""
-    try:
-        settings = load_settings(config_path)
-    except ConfigNotFound as exc:
-        click.echo(exc.message, err=True)
-        sys.exit(1)
-    except ConfigError as exc:
-        for path, message in exc.problems:
-            click.echo(f"{path}: {message}", err=True)
-        sys.exit(1)
-    from ingest.logs import configure_logging
-
-    configure_logging(settings.logging)
-    return settings
 
 
 def log_config_warnings(settings: Settings) -> None:
@@ -51,9 +25,9 @@ def log_config_warnings(settings: Settings) -> None:
     so that a refused agent or referral can be traced to its cause (names, never secrets)."""
     import structlog
 
-    from ingest.config_warnings import config_warnings
+    from ingest.app.config_warnings import config_warnings
 
-    log = structlog.get_logger("ingest.cli")
+    log = structlog.get_logger("ingest.app.cli")
     for path, message in config_warnings(settings):
         log.warning("config_warning", path=path, warning=message)
 
@@ -76,7 +50,7 @@ def main() -> None:
 @config_option
 def serve(config_path: Path | None) -> None:
     """Everything in one process: HTTP, listeners and all workers."""
-    from ingest.serve import run_roles
+    from ingest.app.serve import run_roles
     from workers.registry import WORKERS
 
     settings = settings_or_exit(config_path)
@@ -88,7 +62,7 @@ def serve(config_path: Path | None) -> None:
 @config_option
 def edge(config_path: Path | None) -> None:
     """The distributed edge: HTTP (and SMTP) listeners, no workers."""
-    from ingest.serve import run_roles
+    from ingest.app.serve import run_roles
 
     settings = settings_or_exit(config_path)
     log_config_warnings(settings)
@@ -100,7 +74,7 @@ def edge(config_path: Path | None) -> None:
 @config_option
 def worker(name: str, config_path: Path | None) -> None:
     """One worker of the distributed deployment (router, sla, ...)."""
-    from ingest.serve import run_roles
+    from ingest.app.serve import run_roles
     from workers.registry import WORKERS
 
     if name not in WORKERS:
@@ -138,7 +112,7 @@ def migrate(config_path: Path | None) -> None:
 def check_config(config_path: Path | None) -> None:
     """Validate a config; exit 1 with each error as path.to.field: message. Warnings (unset
     secrets, the development staff token) are printed as warning: path: message, exit 0."""
-    from ingest.config_warnings import config_warnings
+    from ingest.app.config_warnings import config_warnings
 
     settings = settings_or_exit(config_path)
     mode = "RabbitMQ" if settings.broker.url else "embedded queue"
@@ -157,9 +131,9 @@ def check_config(config_path: Path | None) -> None:
 @config_option
 def submit(file: Path, config_path: Path | None) -> None:
     """Publish one normalised ticket draft (JSON) to the queue."""
+    from ingest.app.runtime import open_runtime
     from ingest.draft import TicketDraft
     from ingest.queue import QueueUnavailable
-    from ingest.runtime import Runtime
 
     settings = settings_or_exit(config_path)
     try:
@@ -183,7 +157,7 @@ def submit(file: Path, config_path: Path | None) -> None:
         sys.exit(1)
 
     async def go() -> None:
-        runtime = await Runtime.open(settings)
+        runtime = await open_runtime(settings)
         try:
             await runtime.handoff.submit(draft)
         finally:
@@ -314,14 +288,14 @@ def dead_letters() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @config_option
 def dead_letters_list(as_json: bool, config_path: Path | None) -> None:
-    from ingest.runtime import Runtime
+    from ingest.app.runtime import open_runtime
     from store.dead_letters import open_dead_letters
     from workers.settle import Settler
 
     settings = settings_or_exit(config_path)
 
     async def go() -> list[dict[str, Any]]:
-        runtime = await Runtime.open(settings)
+        runtime = await open_runtime(settings)
         try:
             # Messages the queue itself gave up on become dead letters here too.
             settler = Settler(runtime.queue, runtime.database, settings.worker)
@@ -359,14 +333,14 @@ def dead_letters_list(as_json: bool, config_path: Path | None) -> None:
 @config_option
 def dead_letters_replay(dead_letter_id: int, config_path: Path | None) -> None:
     """Publish a dead letter again (attempt 1) after its cause was fixed."""
+    from ingest.app.runtime import open_runtime
     from ingest.queue import Outgoing, QueueUnavailable
-    from ingest.runtime import Runtime
     from store.dead_letters import get_dead_letter, mark_replayed
 
     settings = settings_or_exit(config_path)
 
     async def go() -> str:
-        runtime = await Runtime.open(settings)
+        runtime = await open_runtime(settings)
         try:
             async with runtime.database.sessions() as session:
                 letter = await get_dead_letter(session, dead_letter_id)

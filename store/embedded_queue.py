@@ -26,9 +26,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, TextClause, text
 
-from ingest.queue import Delivery, ExpiredMessage, Outgoing, QueueUnavailable
+from ingest.queue import BrokerSettings, Delivery, ExpiredMessage, Outgoing, QueueUnavailable
 from ingest.queues import dead_queue
-from ingest.settings import BrokerSettings
 from store.db import STORE_ERRORS, Database
 
 # Idle polling is a read-only probe (WAL readers do not touch the write lock), so it can be

@@ -17,9 +17,9 @@ import uvicorn
 
 from channels.registry import Listener, channels, start_listeners
 from ingest.access_log import AccessLog
-from ingest.http import create_app
-from ingest.runtime import Runtime
-from ingest.settings import Settings
+from ingest.app.http import create_app
+from ingest.app.runtime import open_runtime
+from ingest.app.settings import Settings
 from workers.registry import worker_factory
 
 log = structlog.get_logger(__name__)
@@ -38,7 +38,7 @@ async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -
     factories = [(name, worker_factory(name)) for name in workers]
     if http:
         channels()
-    runtime = await Runtime.open(settings)
+    runtime = await open_runtime(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -49,7 +49,7 @@ async def run_roles(settings: Settings, *, http: bool, workers: Sequence[str]) -
     failed = False
     try:
         for name, factory in factories:
-            worker = factory(runtime)
+            worker = factory(runtime, settings)
             tasks[asyncio.create_task(worker.run(stopping), name=name)] = name
         if http:
             server = _Server(

@@ -1,0 +1,196 @@
+"""The router's settings: departments, categories, severity rules, routing defaults, time
+limits and the working calendar, and the tree the router is built from (these sections plus
+the organisation). The channels' and workers' trees extend it, so a router component takes
+the root settings and reads only what is declared here."""
+
+from __future__ import annotations
+
+from datetime import date, time, timedelta
+from enum import StrEnum
+
+from pydantic import Field, field_validator
+
+from ingest.organisation import OrganisationSettings
+from ingest.references import KnownKeys
+from ingest.sections import Section
+from router.timelimit import TimeLimit, TimeUnit
+
+
+class DepartmentRole(StrEnum):
+    HANDLING = "handling"
+    COORDINATING = "coordinating"  # 办公室 / 客服中心: owns unclear and multi-department dispatch
+    DISCIPLINE = "discipline"  # 纪检监察室: misconduct complaints, never the accused department
+
+
+class Department(Section):
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    name_en: str
+    role: DepartmentRole = DepartmentRole.HANDLING
+    email: str | None = Field(
+        default=None, max_length=320, description="where urges (催办) and reminders are sent"
+    )
+
+
+class Category(Section):
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    name_en: str
+    department: str
+    keywords: tuple[str, ...] = ()
+    misconduct: bool = Field(
+        default=False, description="staff misconduct (违规违纪): goes to the discipline office"
+    )
+
+
+class Severity(StrEnum):
+    GENERAL = "general"
+    IMPORTANT = "important"
+    MAJOR = "major"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+class SeverityRule(Section):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    level: Severity
+    keywords: tuple[str, ...] = ()
+    channels: tuple[str, ...] = Field(default=(), description="applies to every draft of these")
+
+
+class RoutingSettings(Section):
+    fallback_category: str = "other"
+    default_severity: Severity = Severity.GENERAL
+    invalid_when_anonymous_and_uncontactable: bool = True
+    min_body_chars: int = Field(
+        default=4, ge=0, description="shorter complaints are not specific enough (无效投诉)"
+    )
+
+
+class TimeLimits(Section):
+    accept: TimeLimit = TimeLimit.parse("1 working day")
+    handle: dict[Severity, TimeLimit] = Field(
+        default_factory=lambda: {
+            Severity.GENERAL: TimeLimit.parse("5 working days"),
+            Severity.IMPORTANT: TimeLimit.parse("3 working days"),
+            Severity.MAJOR: TimeLimit.parse("1 working day"),
+        }
+    )
+    by_channel: dict[str, TimeLimit] = Field(
+        default_factory=dict, description="a channel's own handling limit, e.g. feedback"
+    )
+    feedback_after_handling: TimeLimit = TimeLimit.parse("1 working day")
+    callback_after_closure: TimeLimit = TimeLimit.parse("2 working days")
+
+
+class YearCalendar(Section):
+    """A year's statutory holidays and adjusted working days (调休), as the State Council
+    publishes them each autumn; overrides chinesecalendar, which ships only known years."""
+
+    holidays: tuple[date, ...] = ()
+    workdays: tuple[date, ...] = ()
+
+
+class CalendarSettings(Section):
+    service_start: time = time(9, 0)
+    service_end: time = time(18, 0)
+    years: dict[int, YearCalendar] = Field(default_factory=dict)
+
+
+class RepeatSettings(Section):
+    """The repeat-complaint rule (重复投诉), applied by the router to every channel whose
+    complainant leaves a phone, an email or an account number."""
+
+    enabled: bool = True
+    window: TimeLimit = Field(
+        default=TimeLimit.parse("30 days"),
+        description="open tickets received, or closed tickets last changed, within this",
+    )
+    similarity: float = Field(
+        default=70.0, ge=0, le=100, description="text similarity (0-100) that makes 'same matter'"
+    )
+    by_account: bool = Field(
+        default=True,
+        description="also match the account number (户号), an index lookup",
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _elapsed_time(cls, value: TimeLimit) -> TimeLimit:
+        if value.unit in (TimeUnit.WORKING_DAYS, TimeUnit.WORKING_HOURS):
+            raise ValueError("give the window in days, hours or minutes, not working time")
+        return value
+
+    @property
+    def window_delta(self) -> timedelta:
+        unit = {TimeUnit.DAYS: "days", TimeUnit.HOURS: "hours", TimeUnit.MINUTES: "minutes"}
+        return timedelta(**{unit[self.window.unit]: self.window.amount})
+
+
+class RouterSettings(Section):
+    organisation: OrganisationSettings = OrganisationSettings()
+    departments: tuple[Department, ...] = ()
+    categories: tuple[Category, ...] = ()
+    severity_rules: tuple[SeverityRule, ...] = ()
+    routing: RoutingSettings = RoutingSettings()
+    time_limits: TimeLimits = TimeLimits()
+    calendar: CalendarSettings = CalendarSettings()
+    repeats: RepeatSettings = RepeatSettings()
+
+    def department(self, key: str) -> Department:
+        for department in self.departments:
+            if department.key == key:
+                return department
+        raise KeyError(key)
+
+    def department_with_role(self, role: DepartmentRole) -> Department:
+        for department in self.departments:
+            if department.role is role:
+                return department
+        raise KeyError(role)
+
+    def category(self, key: str) -> Category | None:
+        return next((c for c in self.categories if c.key == key), None)
+
+    def known_keys(self) -> KnownKeys:
+        return KnownKeys([d.key for d in self.departments], [c.key for c in self.categories])
+
+    def problems(self) -> list[tuple[str, str]]:
+        """What pydantic cannot see field by field: names that must point at each other.
+        Each tree above adds its own sections' problems to these."""
+        problems: list[tuple[str, str]] = []
+        department_keys = [d.key for d in self.departments]
+        for index, key in enumerate(department_keys):
+            if department_keys.index(key) != index:
+                problems.append((f"departments.{index}.key", f"duplicate department {key!r}"))
+        for role in (DepartmentRole.COORDINATING, DepartmentRole.DISCIPLINE):
+            count = sum(d.role is role for d in self.departments)
+            if count != 1:
+                problems.append(
+                    (
+                        "departments",
+                        f"exactly one department needs role {role.value!r} (found {count})",
+                    )
+                )
+        category_keys = [c.key for c in self.categories]
+        known = self.known_keys()
+        for index, category in enumerate(self.categories):
+            if category_keys.index(category.key) != index:
+                problems.append((f"categories.{index}.key", f"duplicate category {category.key!r}"))
+            problems.extend(known.department(f"categories.{index}.department", category.department))
+        problems.extend(known.category("routing.fallback_category", self.routing.fallback_category))
+        rule_names = [r.name for r in self.severity_rules]
+        for index, name in enumerate(rule_names):
+            if rule_names.index(name) != index:
+                problems.append((f"severity_rules.{index}.name", f"duplicate rule {name!r}"))
+        if self.calendar.service_start >= self.calendar.service_end:
+            problems.append(("calendar.service_end", "must be later than calendar.service_start"))
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.organisation.timezone)
+        except Exception:
+            problems.append(("organisation.timezone", "unknown time zone (use e.g. Asia/Shanghai)"))
+        return problems
