@@ -6,6 +6,7 @@ from __future__ import annotations
 from channels.email.settings import EmailSettings
 from channels.hotline.settings import HotlineSettings
 from channels.referral.settings import ReferralSettings
+from channels.sms.settings import SmsSettings
 from channels.web.settings import WebSettings
 from ingest.api import AuthSettings, HttpSettings, listening_url
 from router.settings import RouterSettings
@@ -18,6 +19,7 @@ class ChannelSettings(RouterSettings):
     referrals: ReferralSettings = ReferralSettings()
     web: WebSettings = WebSettings()
     email: EmailSettings = EmailSettings()
+    sms: SmsSettings = SmsSettings()
 
     @property
     def public_base_url(self) -> str:

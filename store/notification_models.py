@@ -1,9 +1,10 @@
-"""The notification outbox (migration ``0008_notifications``): mail we owe someone.
+"""The notification outbox (migration ``0008_notifications``): mail and SMS we owe someone.
 
 One row per message we must send: the acknowledgement of a new ticket to its complainant
-(受理回执), an urge (催办) notice to a department. Rows are written in the same transaction as
-the ticket or event that calls for them (a transactional outbox: no notice without its
-ticket, no ticket without its notice), and the ``notify`` worker sends them with retries.
+(受理回执) by mail and by SMS, an urge (催办) notice to a department, a result by SMS. Rows are
+written in the same transaction as the ticket or event that calls for them (a transactional
+outbox: no notice without its ticket, no ticket without its notice), and the ``notify``
+worker sends them with retries.
 
 ``dedupe_key`` is unique: one acknowledgement per ticket, one notice per urge event, however
 often the router replays a batch. ``message_id`` is fixed when the row is written, so every
@@ -31,6 +32,11 @@ def _utc(nullable: bool = False) -> Any:
 class NotificationKind:
     ACKNOWLEDGEMENT = "ack"
     URGE = "urge"
+    SMS_ACKNOWLEDGEMENT = "sms_ack"
+    SMS_RESULT = "sms_result"
+
+    MAIL = ("ack", "urge")
+    SMS = ("sms_ack", "sms_result")
 
 
 class NotificationStatus(RowStatus):

@@ -19,7 +19,7 @@ writes on the ticket); the rules are here once:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
@@ -153,11 +153,13 @@ def new_events(kind: str, after_event_id: int, newest: int, *ticket_columns: Any
 def enqueue(
     conn: Connection, outbox: Outbox[Any], rows: Sequence[Mapping[str, Any]], now: datetime
 ) -> int:
-    """New rows, due now; returns how many were new (one already there is left as it is)."""
+    """New rows, due now unless a row gives its own ``next_attempt_at`` (an SMS held until the
+    quiet hours end); returns how many were new (one already there is left as it is)."""
     if not rows:
         return 0
-    start = {"status": RowStatus.PENDING, "attempts": 0, "next_attempt_at": now, "created_at": now}
-    fresh = [{**row, **start} for row in rows]
+    start = {"next_attempt_at": now}
+    fixed = {"status": RowStatus.PENDING, "attempts": 0, "created_at": now}
+    fresh = [{**start, **row, **fixed} for row in rows]
     dialect_insert = upsert_insert(conn)
     # Counted by RETURNING: asyncpg gives no rowcount for a many-row insert.
     statement = dialect_insert(outbox.table).on_conflict_do_nothing().returning(outbox.table.c.id)
@@ -165,12 +167,21 @@ def enqueue(
 
 
 def claim_due(
-    conn: Connection, outbox: Outbox[D], now: datetime, *, lease: timedelta, limit: int
+    conn: Connection,
+    outbox: Outbox[D],
+    now: datetime,
+    *,
+    lease: timedelta,
+    limit: int,
+    kinds: Collection[str] | None = None,
 ) -> list[D]:
     """Pending rows whose time has come, oldest due first, leased to this caller for
-    ``lease``; their ``attempt`` is the attempt this caller makes."""
+    ``lease``; their ``attempt`` is the attempt this caller makes. ``kinds``: only rows of
+    these kinds (mail and SMS go out by different transports, each configured or not)."""
     table = outbox.table
     due = and_(table.c.status == RowStatus.PENDING, table.c.next_attempt_at <= now)
+    if kinds is not None:
+        due = and_(due, table.c.kind.in_(list(kinds)))
     query = select(table.c.id).where(due).order_by(table.c.next_attempt_at, table.c.id).limit(limit)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)

@@ -1,15 +1,19 @@
-"""The notify worker: sends the notification outbox (acknowledgements, urge notices).
+"""The notify worker: sends the notification outbox (acknowledgements and urge notices by
+mail, acknowledgements and results by SMS).
 
 Each sweep, every ``email.outbox.poll_interval_seconds``:
 
-1. queue a notice for each new ``urge`` event of a department that has an ``email``;
+1. queue a notice for each new ``urge`` event of a department that has an ``email``, and an
+   SMS for each new feedback given by SMS (``channels/sms/notices.py``);
 2. take replays of dead notifications (``shouli dead-letters replay ID`` publishes to
    ``<prefix>.notifications``);
 3. claim the rows that are due (a lease: competing workers never hold the same row), render
    each with the ticket as it is now (an acknowledgement gets a fresh progress link), send it
-   through ``email.outbound`` and record the outcome at once.
+   through ``email.outbound`` and record the outcome at once; then the SMS rows the same way
+   through ``sms.provider``.
 
-Without ``email.outbound`` nothing is claimed: rows wait, and go out once it is configured.
+Without ``email.outbound`` no mail row is claimed: they wait, and go out once it is
+configured. SMS rows are queued only while ``sms.provider`` is set.
 A step whose store or queue is down is logged once per outage and tried again, with a
 growing pause. An outcome that could not be recorded (the store went away after the server
 said 250) is kept in memory and recorded first at the next sweep, so that short outages do
@@ -24,7 +28,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from functools import partial
+from zoneinfo import ZoneInfo
 
+import httpx
 import structlog
 from sqlalchemy import Connection, select
 from sqlmodel import col
@@ -34,12 +40,15 @@ from channels.email.notices import last_urge_event, queue_urge_notices
 from channels.email.outbound import Delivery, send_mail
 from channels.email.settings import OutboundSmtp
 from channels.runtime import Runtime
+from channels.sms.notices import last_result_event, queue_sms_results
+from channels.sms.providers import SmsMessage, SmsSender, sender_for
+from channels.sms.texts import local_deadline, progress_line, render
 from channels.web.progress import issue_link
 from store.db import is_outage
 from store.models import Ticket
 from store.notification_models import NotificationKind
 from store.notification_outbox import NOTIFICATIONS, DueNotification
-from store.outbox import Recorded, claim_due, record_attempt, replay
+from store.outbox import AttemptOutcome, Recorded, claim_due, record_attempt, replay
 from store.outbox_states import RowStatus
 from store.tickets import as_utc
 from workers.replays import take_replays
@@ -55,6 +64,7 @@ _MAX_PAUSE_SECONDS = 60.0
 @dataclass
 class Sweep:
     urges_queued: int = 0
+    sms_results_queued: int = 0
     replayed: int = 0
     attempts: int = 0
     sent: int = 0
@@ -64,7 +74,7 @@ class Sweep:
 @dataclass(frozen=True)
 class _Outcome:
     due: DueNotification
-    delivery: Delivery
+    delivery: AttemptOutcome
     at: datetime
 
 
@@ -78,6 +88,7 @@ class NotifyWorker:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         environ: Mapping[str, str] | None = None,
+        sms_client: httpx.AsyncClient | None = None,
     ) -> None:
         self._runtime = runtime
         self._settings = runtime.settings
@@ -85,6 +96,12 @@ class NotifyWorker:
         self._outbox = runtime.settings.email.outbox
         self._clock = clock
         self._environ = environ
+        self._sms = runtime.settings.sms
+        self._zone = ZoneInfo(runtime.settings.organisation.timezone)
+        self._sms_client = sms_client
+        self._owns_sms_client = sms_client is None
+        self._sms_sender: SmsSender | None = None
+        self._after_result: int | None = None
         self._queue_name = runtime.names.notifications
         self._after_event: int | None = None
         self._prepared = False
@@ -110,7 +127,13 @@ class NotifyWorker:
                 await asyncio.wait_for(stopping.wait(), pause)
             except TimeoutError:
                 pass
+        await self.close()
         log.info("notify_stopped")
+
+    async def close(self) -> None:
+        if self._owns_sms_client and self._sms_client is not None:
+            await self._sms_client.aclose()
+            self._sms_client = None
 
     async def sweep(self, *, strict: bool = True) -> Sweep | None:
         """One pass over every step. ``strict`` (tests) raises the first failure; otherwise a
@@ -120,8 +143,10 @@ class NotifyWorker:
         steps: list[tuple[str, Callable[[Sweep], Awaitable[None]]]] = [
             ("prepare", self._prepare),
             ("urges", self._queue_urges),
+            ("sms_results", self._queue_sms_results),
             ("replays", self._take_replays),
             ("deliver", self._deliver),
+            ("deliver_sms", self._deliver_sms),
         ]
         return report if await self._steps.run(steps, report, strict=strict) else None
 
@@ -130,6 +155,7 @@ class NotifyWorker:
             return
         await self._runtime.queue.declare(self._queue_name)
         self._after_event = await self._runtime.database.write(last_urge_event)
+        self._after_result = await self._runtime.database.write(last_result_event)
         self._prepared = True
 
     async def _queue_urges(self, report: Sweep) -> None:
@@ -142,6 +168,14 @@ class NotifyWorker:
         )
         if report.urges_queued:
             log.info("urge_notices_queued", count=report.urges_queued)
+
+    async def _queue_sms_results(self, report: Sweep) -> None:
+        if not self._prepared or not self._sms.enabled:
+            return
+        now, after, sms, zone = self._clock(), self._after_result or 0, self._sms, self._zone
+        report.sms_results_queued, self._after_result = await self._runtime.database.write(
+            lambda conn: queue_sms_results(conn, sms, zone, after, now)
+        )
 
     async def _take_replays(self, report: Sweep) -> None:
         if not self._prepared:
@@ -172,14 +206,59 @@ class NotifyWorker:
         now = self._clock()
         lease = timedelta(seconds=self._outbox.lease_seconds)
         limit = self._outbox.batch_size
+        mail = NotificationKind.MAIL
         due = await self._runtime.database.write(
-            lambda conn: claim_due(conn, NOTIFICATIONS, now, lease=lease, limit=limit)
+            lambda conn: claim_due(conn, NOTIFICATIONS, now, lease=lease, limit=limit, kinds=mail)
         )
+
+        async def send(item: DueNotification) -> AttemptOutcome:
+            return (await self._send(item, server)).outcome()
+
+        await self._send_all(due, send, report)
+
+    async def _deliver_sms(self, report: Sweep) -> None:
+        if not self._sms.enabled:
+            return
+        if self._sms_sender is None:
+            if self._sms_client is None:
+                self._sms_client = httpx.AsyncClient()
+            self._sms_sender = sender_for(self._sms, self._sms_client, self._clock)
+        sender = self._sms_sender
+        if sender is None:
+            return
+        now = self._clock()
+        lease = timedelta(seconds=self._outbox.lease_seconds)
+        limit = self._outbox.batch_size
+        sms = NotificationKind.SMS
+        due = await self._runtime.database.write(
+            lambda conn: claim_due(conn, NOTIFICATIONS, now, lease=lease, limit=limit, kinds=sms)
+        )
+
+        async def send(item: DueNotification) -> AttemptOutcome:
+            try:
+                message = await self._sms_message(item)
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                log.exception("notification_render_failed", notification_id=item.id)
+                detail = f"render failed: {type(exc).__name__}"
+                return AttemptOutcome(False, permanent=True, detail=detail)
+            return await sender.send(message)
+
+        await self._send_all(due, send, report)
+
+    async def _send_all(
+        self,
+        due: list[DueNotification],
+        send: Callable[[DueNotification], Awaitable[AttemptOutcome]],
+        report: Sweep,
+    ) -> None:
+        """Send each claimed row (a few at a time) and record its outcome at once."""
         gate = asyncio.Semaphore(_SEND_CONCURRENCY)
 
         async def one(item: DueNotification) -> None:
             async with gate:
-                delivery = await self._send(item, server)
+                delivery = await send(item)
             outcome = _Outcome(item, delivery, self._clock())
             try:
                 await self._record(outcome, report)
@@ -191,6 +270,25 @@ class NotifyWorker:
         problems = [r for r in results if isinstance(r, BaseException)]
         if problems:
             raise problems[0]
+
+    async def _sms_message(self, due: DueNotification) -> SmsMessage:
+        now, settings = self._clock(), self._settings
+        facts, token = await self._runtime.database.write(
+            lambda conn: _ticket_facts(
+                conn, due, now, link=due.kind == NotificationKind.SMS_ACKNOWLEDGEMENT
+            )
+        )
+        params = {
+            "organisation": settings.organisation.name,
+            "number": facts.number,
+            "due": local_deadline(facts.due_at, self._zone),
+            "progress": progress_line(settings.public_base_url, token),
+            "result": str(due.detail.get("result") or ""),
+            "hotline": settings.organisation.hotline,
+        }
+        kind = "ack" if due.kind == NotificationKind.SMS_ACKNOWLEDGEMENT else "result"
+        text = render(self._sms.templates[kind], params)
+        return SmsMessage(due.recipient, kind, text, params, due.message_id)
 
     async def _send(self, due: DueNotification, server: OutboundSmtp) -> Delivery:
         try:
@@ -252,7 +350,7 @@ class NotifyWorker:
                 record_attempt,
                 outbox=NOTIFICATIONS,
                 due=outcome.due,
-                outcome=outcome.delivery.outcome(),
+                outcome=outcome.delivery,
                 policy=self._outbox,
                 dead_letter_queue=self._queue_name,
                 now=outcome.at,

@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 
 from channels.email.notices import queue_acknowledgements
 from channels.email.threads import Placed, place_mail
+from channels.sms.notices import queue_sms_acknowledgements
 from ingest.draft import TicketDraft
 from ingest.metrics import Metrics
 from ingest.queue import Delivery, QueueBackend, QueueUnavailable
@@ -274,6 +275,7 @@ class RouterWorker:
             )
         insert_tickets(conn, created, now)
         queue_acknowledgements(conn, created, self._settings.email, now)
+        queue_sms_acknowledgements(conn, created, self._settings.sms, self._timezone, now)
         return created
 
 
