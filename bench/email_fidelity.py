@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import hashlib
 import json
 import re
 import smtplib
@@ -214,36 +215,19 @@ def _attachment_checks(view: View, wants: list[dict[str, Any]], out: list[Check]
     for index, want in enumerate(wants):
         got = view.attachments[index] if index < len(view.attachments) else None
         key = f"attachments[{index}]"
-        if "filename" in want:
-            out.append(Check("attachments", f"{key}.filename", bool(got) and got.filename == want["filename"]))  # type: ignore[union-attr]
-        if "size" in want:
-            out.append(Check("attachments", f"{key}.size", bool(got) and got.size == want["size"]))  # type: ignore[union-attr]
-        if "content_type" in want:
-            out.append(
-                Check(
-                    "attachments",
-                    f"{key}.content_type",
-                    bool(got) and got.content_type == want["content_type"],  # type: ignore[union-attr]
-                )
-            )
-        if "content" in want:
-            out.append(
-                Check(
-                    "attachments",
-                    f"{key}.content",
-                    bool(got) and got.data.decode("utf-8", "replace") == want["content"],  # type: ignore[union-attr]
-                )
-            )
-        if "md5" in want:
-            import hashlib
-
-            out.append(
-                Check(
-                    "attachments",
-                    f"{key}.md5",
-                    bool(got) and hashlib.md5(got.data).hexdigest() == want["md5"],  # type: ignore[union-attr]
-                )
-            )
+        found: dict[str, object] = {}
+        if got is not None:
+            found = {
+                "filename": got.filename,
+                "size": got.size,
+                "content_type": got.content_type,
+                "content": got.data.decode("utf-8", "replace"),
+                "md5": hashlib.md5(got.data).hexdigest(),
+            }
+        for name in ("filename", "size", "content_type", "content", "md5"):
+            if name in want:
+                ok = got is not None and found[name] == want[name]
+                out.append(Check("attachments", f"{key}.{name}", ok))
         if want.get("needle"):
             count = got.data.count(want["needle"].encode()) if got else None
             out.append(Check("attachments", f"{key}.needle", count == want["needle_count"]))

@@ -36,6 +36,7 @@ __all__ = [
     "parse_addresses",
     "parse_params",
     "unfold",
+    "valid_address",
 ]
 
 _FOLD_RE: Final = re.compile(r"\r?\n(?=[ \t])")
@@ -271,6 +272,27 @@ def parse_addresses(raw_values: Iterable[str], hint: str | None = None) -> list[
             continue
         result.append((str(decode_header(name, hint)), address.strip()))
     return result
+
+
+# An addr-spec a reply can be sent to (RFC 5321 §4.1.2, RFC 6531 for UTF-8): a dot-atom local
+# part with a letter or digit in it, and a host name. Stricter than RFC 5322's atext on purpose:
+# "?" and brackets are what a lossy charset conversion leaves of a name, never an address.
+_LOCAL_RE: Final = re.compile(r"^[\w!#$%&'*+/=^`{|}~-]+(?:\.[\w!#$%&'*+/=^`{|}~-]+)*$")
+_HOST_RE: Final = re.compile(r"^(?:[^\W_](?:[\w-]*[^\W_])?\.)*[^\W_](?:[\w-]*[^\W_])?$")
+
+
+def valid_address(address: str | None) -> bool:
+    """Whether ``address`` is a mailbox someone can be answered at."""
+    if not address or len(address) > 320 or address.count("@") != 1:
+        return False
+    local, _, host = address.partition("@")
+    return (
+        len(local) <= 64
+        and _LOCAL_RE.match(local) is not None
+        and any(ch.isalnum() for ch in local)
+        and _HOST_RE.match(host.rstrip(".")) is not None
+        and not host.replace(".", "").isdigit()
+    )
 
 
 def message_ids(raw: str | None) -> tuple[str, ...]:
