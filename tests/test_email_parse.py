@@ -114,7 +114,8 @@ DECISIONS = [
     Decision("mislabelled_gbk_as_utf8.eml", "part 1: label utf-8 wrong, detected gb18030"),
     Decision("mislabelled_gbk_as_latin1.eml", "part 1: label iso-8859-1 wrong, detected gb18030"),
     Decision(
-        "unknown_charset_label.eml", "part 1: label x-unknown unknown, decoded as expected charset gb18030"
+        "unknown_charset_label.eml",
+        "part 1: label x-unknown unknown, decoded as expected charset gb18030",
     ),
     Decision(
         "raw_8bit_gbk_headers.eml",

@@ -60,6 +60,7 @@ __all__ = [
     "ExpectedCharsets",
     "codec_for_label",
     "decode_bytes",
+    "decode_expected",
     "detect_codec",
     "expected_charsets",
     "safe_label",
@@ -208,6 +209,7 @@ _DETECT_CANDIDATES: Final = (
     "tis_620",
 )
 _WESTERN: Final = "cp1252"
+_LATIN_2: Final = frozenset({"cp1250", "iso8859_2"})
 
 # Detection reads at most this much; the chosen codec then decodes everything.
 _DETECT_WINDOW: Final = 64 * 1024
@@ -323,6 +325,10 @@ def detect_codec(data: bytes) -> str | None:
     """
     if _utf8(data) is not None:
         return "utf-8"
+    if _isolated_high_bytes(data) and _plausible_alphabet(_strict(_window(data), _WESTERN)):
+        # "Köln", "Ångström": single accented letters among ASCII ones. A CJK text has its
+        # 8-bit bytes in runs (a character is two of them, and characters come together).
+        return _WESTERN
     try:
         matches = charset_normalizer.from_bytes(
             _window(data), cp_isolation=list(_DETECT_CANDIDATES)
@@ -333,16 +339,17 @@ def detect_codec(data: bytes) -> str | None:
     if not candidates:
         return None
     chosen = candidates[0]
-    if (
-        _single_byte(chosen)
-        and chosen != _WESTERN
-        and _WESTERN in candidates
-        and _plausible_alphabet(_strict(data, _WESTERN))
-    ):
-        # cp1250 and cp1252 read "Müller" alike; Western European is by far the likelier.
+    if chosen in _LATIN_2 and _plausible_alphabet(_strict(_window(data), _WESTERN)):
+        # Central and Western European read "Müller" alike; Western is by far the likelier.
         chosen = _WESTERN
-    if chosen in _CJK_CODECS:
-        chosen = next((c for c in candidates if c in _CHINESE_CODECS), chosen)
+    if chosen in _CJK_CODECS and not _kana(_strict(data, _LABEL_CODECS.get(chosen, chosen))):
+        # Short Big5 is often scored as Shift_JIS; real Japanese has kana, and a GB 18030
+        # reading must be plausible Chinese (Shift_JIS kana read as GB are rare characters).
+        chinese = next((c for c in candidates if c in _CHINESE_CODECS), None)
+        codec = _LABEL_CODECS.get(chinese or "", chinese)
+        text = _strict(data, codec) if codec else None
+        if codec and text is not None and (codec != _GB or _plausible_gb(data, text)):
+            chosen = codec
     elif _single_byte(chosen):
         # A short GBK subject scores as well as Cyrillic in cp1251 (every byte pair is some
         # letter there); when a Chinese candidate reads it as Chinese text, that is the one.
@@ -352,6 +359,23 @@ def detect_codec(data: bytes) -> str | None:
         ):
             chosen = chinese
     return _LABEL_CODECS.get(chosen, chosen)
+
+
+_HIGH_PAIR_RE: Final = re.compile(rb"[\x80-\xff]{2}")
+
+
+def _isolated_high_bytes(data: bytes) -> bool:
+    """No two 8-bit bytes of ``data`` stand together (read within the detection window)."""
+    return _HIGH_PAIR_RE.search(_window(data)) is None
+
+
+def _kana(text: str | None) -> bool:
+    """At least a tenth of the non-ASCII characters are hiragana or katakana: Japanese."""
+    if not text:
+        return False
+    wide = [ch for ch in text if ord(ch) >= 0x80]
+    kana = sum(1 for ch in wide if "\u3040" <= ch <= "\u30ff")
+    return bool(wide) and kana * 10 >= len(wide)
 
 
 def _reads_as_han(text: str | None) -> bool:
@@ -367,14 +391,17 @@ _GB_COMMON_LEADS: Final = frozenset((0xA1, 0xA2, 0xA3, *range(0xB0, 0xD8)))
 
 
 def _plausible_gb(data: bytes, text: str) -> bool:
-    """Whether GB 18030 ``text`` (decoded from ``data``) reads as Chinese someone wrote.
+    """Whether GB 18030 ``text`` (decoded from ``data``) reads as Chinese someone wrote
+    (judged on the detection window: a large body costs no more than a small one).
 
     GB 18030 decodes almost any pair of 8-bit bytes, so "it decoded" proves little. Chinese
     text is overwhelmingly made of the punctuation rows and the 3,755 common characters of
     GB 2312 level 1; Latin-1 letters next to ASCII, Shift_JIS kana and Big5 land in rare
     characters, the kana and symbol rows, or the private-use area.
     """
-    if not _reads_as_han(text) or any("" <= ch <= "" for ch in text):
+    data = _window(data)
+    text = text[: len(data)]
+    if not _reads_as_han(text) or any("\ue000" <= ch <= "\uf8ff" for ch in text):
         return False
     common = pairs = 0
     index = 0
@@ -394,7 +421,10 @@ def _plausible_gb(data: bytes, text: str) -> bool:
     return pairs > 0 and common * 2 >= pairs
 
 
-_TYPOGRAPHY: Final = frozenset("“”‘’„–—…€«»°§ ")
+# Quotes, dashes, ellipsis, euro, guillemets, degree, section, no-break space.
+_TYPOGRAPHY: Final = frozenset(
+    "\u201c\u201d\u2018\u2019\u201e\u2013\u2014\u2026\u20ac\xab\xbb\xb0\xa7\xa0"
+)
 
 
 def _plausible_alphabet(text: str | None) -> bool:
@@ -422,7 +452,7 @@ def _touches_ascii_letter(text: str) -> bool:
     )
 
 
-def _expected(data: bytes) -> Decoded | None:
+def decode_expected(data: bytes) -> Decoded | None:
     """Unlabelled ``data`` in the first expected charset whose reading is plausible."""
     for codec in _EXPECTED.get():
         if codec == "utf-8":
@@ -443,7 +473,7 @@ def _expected(data: bytes) -> Decoded | None:
 def _decode_detected(data: bytes, label: str | None, why: str) -> Decoded:
     shown = safe_label(label)
     if why in ("missing", "unknown"):
-        expected = _expected(data)
+        expected = decode_expected(data)
         if expected is not None:
             note = f"label {shown} {why}, decoded as expected charset {expected.codec}"
             return Decoded(expected.text, expected.codec, note, False)

@@ -11,7 +11,12 @@ Non-standard forms accepted because real Chinese clients send them:
 * encoded-words inside quoted parameter values (``filename="=?GBK?B?...?="``, forbidden by
   RFC 2047 §5 but what Foxmail and Outlook do for attachment names);
 * a multi-byte character split across two adjacent encoded-words (RFC 2047 §5 forbids it;
-  adjacent words in the same charset are joined as bytes before decoding).
+  adjacent words in the same charset are joined as bytes before decoding);
+* raw 8-bit bytes inside an encoded-word (``=?iso-8859-1?Q?Grüße?=`` with the ü as a byte)
+  and encoded-words with spaces inside (RFC 2047 §5 forbids both): decoded as the word's
+  charset, as Python's own parser and other helpdesks do (issue 14 §3). The words are found
+  in the raw value first, so the bytes inside them are decoded by their own label and only
+  the text between them is raw 8-bit.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from email.utils import getaddresses
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
-from channels.email.charset import Decoded, decode_bytes, detect_codec
+from channels.email.charset import Decoded, decode_bytes, decode_expected, detect_codec
 
 __all__ = [
     "HeaderText",
@@ -42,7 +47,9 @@ __all__ = [
 _FOLD_RE: Final = re.compile(r"\r?\n(?=[ \t])")
 _LINE_END_RE: Final = re.compile(r"[\r\n]")
 # RFC 2047 §2 encoded-word; the charset may carry an RFC 2231 "*language" suffix.
-_ENCODED_WORD_RE: Final = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+# Lenient: the encoded text may hold spaces and raw 8-bit bytes (kept as surrogates), never "?".
+_ENCODED_WORD_RE: Final = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
+_WHITESPACE_RE: Final = re.compile(r"\s+")
 _MSG_ID_RE: Final = re.compile(r"<[^<>\s]+>")
 
 
@@ -83,6 +90,10 @@ def decode_raw_8bit(raw: str, hint: str | None) -> Decoded:
         if decoded.trusted_label and not decoded.lossy and decoded.codec != "ascii":
             note = f"raw 8-bit header decoded as {decoded.codec} (the body's charset)"
             return Decoded(decoded.text, decoded.codec, note, False)
+    expected = decode_expected(data)
+    if expected is not None:
+        note = f"raw 8-bit header decoded as expected charset {expected.codec}"
+        return Decoded(expected.text, expected.codec, note, False)
     detected = detect_codec(data)
     if detected is not None:
         try:
@@ -96,12 +107,31 @@ def decode_raw_8bit(raw: str, hint: str | None) -> Decoded:
 
 def _word_bytes(encoding: str, payload: str) -> bytes | None:
     try:
+        data = payload.encode("ascii", "surrogateescape")  # raw 8-bit bytes back as bytes
         if encoding in "bB":
-            # Lenient about missing padding, which some clients drop.
-            return base64.b64decode(payload + "=" * (-len(payload) % 4))
-        return binascii.a2b_qp(payload.encode("ascii", "surrogateescape"), header=True)
+            # Lenient about missing padding, which some clients drop, and about spaces.
+            data = _WHITESPACE_RE.sub("", payload).encode("ascii")
+            return base64.b64decode(data + b"=" * (-len(data) % 4))
+        return binascii.a2b_qp(data, header=True)
     except (binascii.Error, ValueError):
         return None
+
+
+def _text_between(segments: list[str], hint: str | None, notes: list[str]) -> list[str]:
+    """The text around encoded-words: raw 8-bit bytes there are decoded together (one
+    charset for the header), each segment then on its own."""
+    if not any(_has_surrogates(segment) for segment in segments):
+        return segments
+    joined = "".join(segments)
+    decoded = decode_raw_8bit(joined, hint)
+    if decoded.note:
+        notes.append(decoded.note)
+    return [
+        segment.encode("ascii", "surrogateescape").decode(decoded.codec, errors="replace")
+        if _has_surrogates(segment)
+        else segment
+        for segment in segments
+    ]
 
 
 def decode_header(raw: str | None, hint: str | None = None) -> HeaderText:
@@ -112,12 +142,12 @@ def decode_header(raw: str | None, hint: str | None = None) -> HeaderText:
         return HeaderText.of(raw.strip())  # the common case: nothing to decode
     value = unfold(raw)
     notes: list[str] = []
-    if _has_surrogates(value):
-        decoded = decode_raw_8bit(value, hint)
-        value = decoded.text
-        if decoded.note:
-            notes.append(decoded.note)
     if "=?" not in value:
+        if _has_surrogates(value):
+            decoded = decode_raw_8bit(value, hint)
+            value = decoded.text
+            if decoded.note:
+                notes.append(decoded.note)
         return HeaderText.of(value.strip(), notes)
 
     # (charset label or None for plain text, bytes or text)
@@ -145,10 +175,11 @@ def decode_header(raw: str | None, hint: str | None = None) -> HeaderText:
         position = match.end()
     pieces.append((None, value[position:]))
 
+    plain = _text_between([c for _, c in pieces if isinstance(c, str)], hint, notes)
     parts: list[str] = []
     for label, content in pieces:
         if isinstance(content, str):
-            parts.append(content)
+            parts.append(plain.pop(0))
             continue
         decoded = decode_bytes(content, label)
         parts.append(decoded.text)
