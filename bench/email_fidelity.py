@@ -19,8 +19,10 @@ Per source and field it prints the share of mails on which each agrees with the 
 (subject; sender name + address; body text; attachment names, sizes, types, contents), and the
 mails whose text came out garbled: a U+FFFD, an undecoded ``=?charset?...?=`` word or a lone
 surrogate in the subject, sender name or body, or a Chinese expected value not reproduced.
-``parser*`` counts the disagreements tests/test_email_corpus.py accepts with a reason (sniffed
-content types, forwarded text kept, the HTML alternative not an attachment) as agreement.
+``parser*`` and ``smtp*`` count as agreement the disagreements tests/test_email_corpus.py
+accepts with a reason (types sniffed from the bytes, a forward's text kept in the body, the HTML
+alternative not an attachment, generated names of unnamed parts), and for the ticket
+SMTP_ACCEPTED below (no invented complainant name, no ticket files for an automatic reply).
 """
 
 from __future__ import annotations
@@ -299,22 +301,48 @@ def checks(source: str, view: View, expected: dict[str, Any]) -> list[Check]:
 
 _ENCODED_WORD_RE = re.compile(r"=\?[^?\s]+\?[bBqQ]\?")
 _SURROGATE_RE = re.compile("[\udc80-\udcff]")
-_HAN_RE = re.compile(r"[\u3400-\u9fff]")
+# GBK or UTF-8 read as Latin-1: runs of accented letters with symbols among them ("Ë®·Ñ",
+# "æŠ•è¯‰"); a run of letters alone is a European word ("říčšá").
+_LATIN_RUN_RE = re.compile(
+    "[\u00a1-\u00ff\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u2020-\u203a]{3,}"
+)
+_SYMBOL_RE = re.compile("[\u00a1-\u00bf\u00d7\u00f7\u2020-\u203a]")
 
 
-def garbled(view: View, expected: dict[str, Any], found: list[Check]) -> tuple[bool, bool]:
-    """(garbled at all, garbled Chinese) for one reader's view of one mail."""
-    texts = (view.subject, view.sender_name or "", view.body)
-    broken = any(
-        "\ufffd" in text or _ENCODED_WORD_RE.search(text) or _SURROGATE_RE.search(text)
-        for text in texts
+def _mojibake(text: str) -> bool:
+    return any(_SYMBOL_RE.search(run.group()) for run in _LATIN_RUN_RE.finditer(text))
+
+
+_HAN_RE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+_CJK_LABEL_RE = re.compile(
+    rb"charset\s*=\s*\"?(?:gb|big5|hz|cp936|cp950|euc-|iso-2022-|shift_jis|ks_c)", re.IGNORECASE
+)
+
+
+def garbled(view: View, raw: bytes, expected: dict[str, Any]) -> tuple[str | None, bool]:
+    """(what is garbled, whether the mail is CJK) for one reader's view of one mail: judged
+    on the reader's own output, so a lossy expected value ("グル?プ") counts for nobody."""
+    texts = {"subject": view.subject, "sender": view.sender_name or "", "body": view.body}
+    broken = next(
+        (
+            f"{name}: {why}"
+            for name, text in texts.items()
+            for why, found in (
+                ("U+FFFD", "\ufffd" in text),
+                ("encoded-word left", _ENCODED_WORD_RE.search(text)),
+                ("lone surrogate", _SURROGATE_RE.search(text)),
+                ("mojibake", _mojibake(text)),
+            )
+            if found
+        ),
+        None,
     )
-    chinese_expected = _HAN_RE.search(json.dumps(expected, ensure_ascii=False)) is not None
-    chinese_out = any(_HAN_RE.search(text) for text in texts)
-    missed = chinese_expected and any(
-        not c.ok and c.group in ("subject", "sender", "body") for c in found
+    cjk = (
+        _CJK_LABEL_RE.search(raw) is not None
+        or _HAN_RE.search(json.dumps(expected, ensure_ascii=False)) is not None
+        or any(_HAN_RE.search(text) for text in texts.values())
     )
-    return broken or missed, missed or (broken and (chinese_out or chinese_expected))
+    return broken, cjk
 
 
 # ---- the run ----------------------------------------------------------------------------------
@@ -338,6 +366,18 @@ def entries() -> Iterator[Entry]:
             yield Entry(source, item["file"], item["expected"] or {})
 
 
+# What the ticket shows differently from the parser, on purpose.
+SMTP_ACCEPTED: dict[tuple[str, str, str], str] = {
+    ("mail-parser", "mails/mail_test_19", "from"): (
+        "the display name is an email address: the complainant gets no name rather than an "
+        "invented one (issue 14)"
+    ),
+    ("mail-parser", "mails/mail_test_5", "attachment_count"): (
+        "Precedence: bulk is an automatic reply: recorded, never a ticket, so no ticket files"
+    ),
+}
+
+
 def _accepted() -> dict[tuple[str, str, str], str]:
     try:
         from tests.test_email_corpus import ACCEPTED
@@ -359,6 +399,7 @@ class Tally:
 def _score(
     tally: Tally,
     entry: Entry,
+    raw: bytes,
     reader: str,
     view: View,
     accepted: dict[tuple[str, str, str], str],
@@ -376,13 +417,16 @@ def _score(
             tally.misses.extend(
                 f"{reader:6} {entry.source}/{entry.file} {c.name}" for c in mine if not c.ok
             )
-        if reader == "parser" and all(
-            c.ok or (entry.source, entry.file, c.name) in accepted for c in mine
+        excused = accepted if reader == "parser" else {**accepted, **SMTP_ACCEPTED}
+        if reader != "stdlib" and all(
+            c.ok or (entry.source, entry.file, c.name) in excused for c in mine
         ):
-            tally.agree[(entry.source, group, "parser*")] += 1
-    any_garbled, chinese = garbled(view, entry.expected, found)
-    tally.garbled[(entry.source, reader)] += any_garbled
-    tally.garbled_chinese[(entry.source, reader)] += chinese
+            tally.agree[(entry.source, group, f"{reader}*")] += 1
+    broken, cjk = garbled(view, raw, entry.expected)
+    tally.garbled[(entry.source, reader)] += broken is not None
+    tally.garbled_chinese[(entry.source, reader)] += broken is not None and cjk
+    if broken is not None:
+        tally.misses.append(f"{reader:6} {entry.source}/{entry.file} garbled {broken}")
     tally.failed[(entry.source, reader)] += view.failed is not None
 
 
@@ -399,7 +443,7 @@ async def run(show_misses: bool) -> Tally:
                         view = await smtp.view(raw)
                     else:
                         view = readers[reader](raw)
-                    _score(tally, entry, reader, view, accepted, first_reader=index == 0)
+                    _score(tally, entry, raw, reader, view, accepted, first_reader=index == 0)
     return tally
 
 
@@ -408,7 +452,7 @@ def _pct(part: int, whole: int) -> str:
 
 
 def report(tally: Tally) -> None:
-    columns = ("stdlib", "parser", "parser*", "smtp")
+    columns = ("stdlib", "parser", "parser*", "smtp", "smtp*")
     print("| source | field | mails | " + " | ".join(columns) + " |")
     print("|---|---|---|" + "---|" * len(columns))
     for source in SOURCES:
