@@ -169,6 +169,13 @@ def test_an_alternative_whose_html_branch_is_mixed_keeps_the_further_html_docume
     assert "part 2.3: a further text/html document of an alternative, kept as file" in parsed.notes
 
 
+def test_a_further_document_with_versions_of_its_own_is_kept_once() -> None:
+    parsed = fixture("alternative_mixed_nested_alternative.eml")
+    assert parsed.body_text == "楼道漏水。"
+    files = [(a.filename, a.data.decode()) for a in parsed.attachments]
+    assert files == [("part-2.2.1.txt", "补充：物业不接电话。")]
+
+
 def test_an_ordinary_related_html_alternative_is_still_not_an_attachment() -> None:
     parsed = fixture("alternative_related_html.eml")
     assert parsed.body_text == "楼道漏水，见照片。"

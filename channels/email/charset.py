@@ -432,8 +432,8 @@ def _plausible_alphabet(text: str | None) -> bool:
     are letters (or the usual typographic marks), never C1 controls."""
     if text is None:
         return False
-    wide = [ch for ch in text if ord(ch) >= 0x80]
-    if not wide or any("" <= ch <= "" for ch in wide):
+    wide = [ch for ch in text[:_DETECT_WINDOW] if ord(ch) >= 0x80]
+    if not wide or any("\x80" <= ch <= "\x9f" for ch in wide):
         return False
     letters = sum(1 for ch in wide if unicodedata.category(ch).startswith("L"))
     marks = sum(1 for ch in wide if ch in _TYPOGRAPHY)
@@ -448,7 +448,7 @@ def _touches_ascii_letter(text: str) -> bool:
 
     return any(
         (ord(a) >= 0x80 and latin(b)) or (ord(b) >= 0x80 and latin(a))
-        for a, b in itertools.pairwise(text)
+        for a, b in itertools.pairwise(text[:_DETECT_WINDOW])
     )
 
 
