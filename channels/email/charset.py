@@ -63,6 +63,7 @@ __all__ = [
     "decode_expected",
     "detect_codec",
     "expected_charsets",
+    "gbk_posing_as_utf8",
     "safe_label",
 ]
 
@@ -452,18 +453,43 @@ def _touches_ascii_letter(text: str) -> bool:
     )
 
 
+def gbk_posing_as_utf8(data: bytes) -> bool:
+    """Valid UTF-8 that is really GBK: short GBK text is valid UTF-8 by chance (模 is C4 A3,
+    which UTF-8 reads as ģ). Chinese in UTF-8 is three bytes a character, so only a UTF-8
+    reading made of two-byte characters is in doubt; it is GBK when the bytes are plausible
+    GB 18030 and the UTF-8 reading is no word: letters of several scripts or symbols at
+    random, Latin letters that touch no ASCII letter ("Café" does), one or two letters of
+    another alphabet. A word in one other alphabet ("Привет", "Ελλάδα") is UTF-8."""
+    text = _utf8(data)
+    if text is None or any(ord(ch) >= 0x800 for ch in text):
+        return False
+    wide = [ch for ch in text if ord(ch) >= 0x80]
+    scripts = {_script(ch) for ch in wide}
+    if scripts == {"LATIN"}:
+        if _touches_ascii_letter(text):
+            return False
+    elif len(scripts) == 1 and "" not in scripts and len(wide) >= 3:
+        return False  # one or two letters are no word to tell by: 一 in GBK reads as һ
+    gb = _strict(data, _GB)
+    return gb is not None and _plausible_gb(data, gb)
+
+
+def _script(ch: str) -> str:
+    """The script a letter is of ("LATIN", "CYRILLIC"); "" for anything that is no letter."""
+    if not unicodedata.category(ch).startswith("L"):
+        return ""
+    return unicodedata.name(ch, "").split(" ", 1)[0]
+
+
 def decode_expected(data: bytes) -> Decoded | None:
     """Unlabelled ``data`` in the first expected charset whose reading is plausible."""
     for codec in _EXPECTED.get():
         if codec == "utf-8":
-            text = _utf8(data)
+            text = None if gbk_posing_as_utf8(data) else _utf8(data)
         else:
             text = _strict(data, codec)
-            if (
-                text is not None
-                and codec == _GB
-                and (_utf8(data) is not None or not _plausible_gb(data, text))
-            ):
+            utf8 = _utf8(data) is not None and not gbk_posing_as_utf8(data)
+            if text is not None and codec == _GB and (utf8 or not _plausible_gb(data, text)):
                 text = None  # valid UTF-8 is UTF-8; implausible Chinese is not Chinese
         if text is not None:
             return Decoded(text, codec, f"expected charset {codec}", False)
@@ -522,7 +548,7 @@ def decode_bytes(data: bytes, label: str | None) -> Decoded:
         labelled = _strict(data, codec)
         if labelled is None and codec == "cp1252":
             labelled = _strict(data, "latin-1")
-        if _plausible_alphabet(labelled) and not _chinese_in_latin_label(data, labelled):
+        if _plausible_alphabet(labelled) and not _chinese_in_latin_label(data, codec, labelled):
             # The label decodes and reads as text: it wins (detection is for failed labels).
             assert labelled is not None
             return Decoded(labelled, codec if labelled == _strict(data, codec) else "latin-1")
@@ -570,10 +596,11 @@ def decode_bytes(data: bytes, label: str | None) -> Decoded:
     return _decode_detected(data, label, "wrong")
 
 
-def _chinese_in_latin_label(data: bytes, latin: str | None) -> bool:
-    """A Chinese name or phrase in a Latin label: every accented letter stands apart from
-    ASCII letters ("ÕÅÈý" alone, not "Müller"), and the bytes read as plausible GB 18030."""
-    if latin is None or _touches_ascii_letter(latin):
+def _chinese_in_latin_label(data: bytes, codec: str, latin: str | None) -> bool:
+    """A Chinese name or phrase in a Western label (what Chinese clients mislabel): every
+    accented letter stands apart from ASCII letters ("ÕÅÈý" alone, not "Müller"), and the
+    bytes read as plausible GB 18030. Other alphabets (koi8-r "привет") are taken as labelled."""
+    if codec not in (_WESTERN, "latin-1") or latin is None or _touches_ascii_letter(latin):
         return False
     text = _strict(data, _GB)
     return text is not None and _plausible_gb(data, text)

@@ -29,7 +29,13 @@ from email.utils import getaddresses
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
-from channels.email.charset import Decoded, decode_bytes, decode_expected, detect_codec
+from channels.email.charset import (
+    Decoded,
+    decode_bytes,
+    decode_expected,
+    detect_codec,
+    gbk_posing_as_utf8,
+)
 
 __all__ = [
     "HeaderText",
@@ -81,10 +87,11 @@ def _has_surrogates(text: str) -> bool:
 def decode_raw_8bit(raw: str, hint: str | None) -> Decoded:
     """Decode a header value that arrived with 8-bit bytes (kept as surrogates by the parser)."""
     data = raw.encode("ascii", "surrogateescape")
-    try:
-        return Decoded(data.decode("utf-8"), "utf-8")
-    except UnicodeDecodeError:
-        pass
+    if not gbk_posing_as_utf8(data):
+        try:
+            return Decoded(data.decode("utf-8"), "utf-8")
+        except UnicodeDecodeError:
+            pass
     if hint is not None:
         decoded = decode_bytes(data, hint)
         if decoded.trusted_label and not decoded.lossy and decoded.codec != "ascii":
