@@ -134,8 +134,7 @@ class MailIntake:
         if convention:
             notes.append(convention)
         who = complainant(parsed)
-        if who.email is None and valid_address(envelope_sender):
-            assert envelope_sender is not None
+        if who.email is None and envelope_sender and valid_address(envelope_sender):
             who = who.model_copy(update={"email": envelope_sender.strip().lower()})
             notes.append("sender: address taken from the SMTP envelope (MAIL FROM)")
         subject = matter or parsed.subject
