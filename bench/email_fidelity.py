@@ -31,6 +31,7 @@ import asyncio
 import codecs
 import hashlib
 import json
+import os
 import re
 import smtplib
 import tempfile
@@ -44,7 +45,8 @@ from typing import Any
 
 from bench.common import ROOT, argument_parser, free_port
 
-CORPUS = ROOT.parent / "shared" / "corpus" / "email"
+# ../shared beside the checkout, or the folder SHOULI_SHARED names (as for the tests).
+CORPUS = Path(os.environ.get("SHOULI_SHARED") or ROOT.parent / "shared") / "corpus" / "email"
 SOURCES = ("cpython", "django-helpdesk", "mail-parser", "php-mime-mail-parser")
 FIELDS = ("subject", "sender", "body", "attachments")
 READERS = ("stdlib", "parser", "smtp")
