@@ -15,8 +15,10 @@ well-known ways. The decisions, in order:
   to detection.
 * a single-byte label whose decode reads as plausible text (letters of one alphabet, no C1
   controls) wins over detection (issue 14 §1): "äöüß" labelled iso-8859-1 is German, not Big5.
-  Only when the bytes read as Chinese too and no accented letter touches an ASCII letter (a
-  Chinese name in a Latin label: "ÕÅÈý") does the Chinese reading win;
+  Only when the label is Western, the bytes read as Chinese too and no accented letter touches
+  an ASCII letter (a Chinese name in a Latin-1 label: "ÕÅÈý" for 张三) does Chinese win;
+* short unlabelled GBK that is valid UTF-8 by chance (模 = C4 A3 = "ģ") is read as GBK when
+  the UTF-8 reading is no word;
 * 8-bit bytes without a label (or with one that carries no information) are tried in the
   organisation's expected charsets first (``email.expected_charsets``: gb18030, then utf-8),
   each accepted only when its reading is plausible: for GB 18030, Chinese characters mostly
@@ -28,7 +30,7 @@ well-known ways. The decisions, in order:
   among its candidates because this is a Chinese service;
 * ISO-2022-JP with the Microsoft/NEC extensions (circled digits ①, Roman numerals, the
   NEC-selected IBM rows: what Outlook sends as "iso-2022-jp", CP50220) is decoded through
-  CP932 rather than with U+FFFD (issue 14 §4).
+  CP932 rather than with U+FFFD (issue 14 §4);
 * nothing detected: the label's codec (or UTF-8) with U+FFFD replacement, and it says so.
 
 Detection costs milliseconds, decoding microseconds: it runs only when the label failed, never
@@ -396,7 +398,7 @@ _GB_COMMON_LEADS: Final = frozenset((0xA1, 0xA2, 0xA3, *range(0xB0, 0xD8)))
 
 def _plausible_gb(data: bytes, text: str) -> bool:
     """Whether GB 18030 ``text`` (decoded from ``data``) reads as Chinese someone wrote
-    (judged on the detection window: a large body costs no more than a small one).
+    (judged on a sample: a large body costs no more than a small one).
 
     GB 18030 decodes almost any pair of 8-bit bytes, so "it decoded" proves little. Chinese
     text is overwhelmingly made of the punctuation rows and the 3,755 common characters of
@@ -648,7 +650,7 @@ _ESCAPES: Final[dict[bytes, str]] = {
     b"\x1b$@": "jis",
     b"\x1b$B": "jis",
     b"\x1b$(B": "jis",
-    b"\x1b$(Q": "jis",  # JIS X 0213 plane 1 (ISO-2022-JP-2004): the same rows for CP932
+    b"\x1b$(Q": "jis",  # JIS X 0213 plane 1 (ISO-2022-JP-2004): its JIS X 0208 part alike
 }
 
 
