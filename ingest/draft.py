@@ -132,7 +132,7 @@ class TicketDraft(_Frozen):
     )
     received_at: AwareDatetime
     complainant: Complainant = Complainant()
-    subject: str = Field(default="", max_length=1000)
+    subject: str = Field(default="", max_length=200_000)  # whole: cut only for display
     body: str = Field(default="", max_length=200_000)
     incident_at: AwareDatetime | None = None
     category: str | None = Field(

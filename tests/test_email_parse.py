@@ -113,7 +113,10 @@ DECISIONS = [
     Decision("big5_subject.eml", "part 1: label big5 decoded as big5hkscs"),
     Decision("mislabelled_gbk_as_utf8.eml", "part 1: label utf-8 wrong, detected gb18030"),
     Decision("mislabelled_gbk_as_latin1.eml", "part 1: label iso-8859-1 wrong, detected gb18030"),
-    Decision("unknown_charset_label.eml", "part 1: label x-unknown unknown, detected gb18030"),
+    Decision(
+        "unknown_charset_label.eml",
+        "part 1: label x-unknown unknown, decoded as expected charset gb18030",
+    ),
     Decision(
         "raw_8bit_gbk_headers.eml",
         "subject: raw 8-bit header decoded as gb18030 (the body's charset)",

@@ -11,7 +11,12 @@ Non-standard forms accepted because real Chinese clients send them:
 * encoded-words inside quoted parameter values (``filename="=?GBK?B?...?="``, forbidden by
   RFC 2047 §5 but what Foxmail and Outlook do for attachment names);
 * a multi-byte character split across two adjacent encoded-words (RFC 2047 §5 forbids it;
-  adjacent words in the same charset are joined as bytes before decoding).
+  adjacent words in the same charset are joined as bytes before decoding);
+* raw 8-bit bytes inside an encoded-word (``=?iso-8859-1?Q?Grüße?=`` with the ü as a byte)
+  and encoded-words with spaces inside (RFC 2047 §5 forbids both): decoded as the word's
+  charset, as Python's own parser and other helpdesks do (issue 14 §3). The words are found
+  in the raw value first, so the bytes inside them are decoded by their own label and only
+  the text between them is raw 8-bit.
 """
 
 from __future__ import annotations
@@ -24,7 +29,13 @@ from email.utils import getaddresses
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
-from channels.email.charset import Decoded, decode_bytes, detect_codec
+from channels.email.charset import (
+    Decoded,
+    decode_bytes,
+    decode_expected,
+    detect_codec,
+    gbk_posing_as_utf8,
+)
 
 __all__ = [
     "HeaderText",
@@ -36,12 +47,15 @@ __all__ = [
     "parse_addresses",
     "parse_params",
     "unfold",
+    "valid_address",
 ]
 
 _FOLD_RE: Final = re.compile(r"\r?\n(?=[ \t])")
 _LINE_END_RE: Final = re.compile(r"[\r\n]")
 # RFC 2047 §2 encoded-word; the charset may carry an RFC 2231 "*language" suffix.
-_ENCODED_WORD_RE: Final = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+# Lenient: the encoded text may hold spaces and raw 8-bit bytes (kept as surrogates), never "?".
+_ENCODED_WORD_RE: Final = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
+_WHITESPACE_RE: Final = re.compile(r"\s+")
 _MSG_ID_RE: Final = re.compile(r"<[^<>\s]+>")
 
 
@@ -73,15 +87,20 @@ def _has_surrogates(text: str) -> bool:
 def decode_raw_8bit(raw: str, hint: str | None) -> Decoded:
     """Decode a header value that arrived with 8-bit bytes (kept as surrogates by the parser)."""
     data = raw.encode("ascii", "surrogateescape")
-    try:
-        return Decoded(data.decode("utf-8"), "utf-8")
-    except UnicodeDecodeError:
-        pass
+    if not gbk_posing_as_utf8(data):
+        try:
+            return Decoded(data.decode("utf-8"), "utf-8")
+        except UnicodeDecodeError:
+            pass
     if hint is not None:
         decoded = decode_bytes(data, hint)
         if decoded.trusted_label and not decoded.lossy and decoded.codec != "ascii":
             note = f"raw 8-bit header decoded as {decoded.codec} (the body's charset)"
             return Decoded(decoded.text, decoded.codec, note, False)
+    expected = decode_expected(data)
+    if expected is not None:
+        note = f"raw 8-bit header decoded as expected charset {expected.codec}"
+        return Decoded(expected.text, expected.codec, note, False)
     detected = detect_codec(data)
     if detected is not None:
         try:
@@ -95,12 +114,31 @@ def decode_raw_8bit(raw: str, hint: str | None) -> Decoded:
 
 def _word_bytes(encoding: str, payload: str) -> bytes | None:
     try:
+        data = payload.encode("ascii", "surrogateescape")  # raw 8-bit bytes back as bytes
         if encoding in "bB":
-            # Lenient about missing padding, which some clients drop.
-            return base64.b64decode(payload + "=" * (-len(payload) % 4))
-        return binascii.a2b_qp(payload.encode("ascii", "surrogateescape"), header=True)
+            # Lenient about missing padding, which some clients drop, and about spaces.
+            data = _WHITESPACE_RE.sub("", payload).encode("ascii")
+            return base64.b64decode(data + b"=" * (-len(data) % 4))
+        return binascii.a2b_qp(data, header=True)
     except (binascii.Error, ValueError):
         return None
+
+
+def _text_between(segments: list[str], hint: str | None, notes: list[str]) -> list[str]:
+    """The text around encoded-words: raw 8-bit bytes there are decoded together (one
+    charset for the header), each segment then on its own."""
+    if not any(_has_surrogates(segment) for segment in segments):
+        return segments
+    joined = "".join(segments)
+    decoded = decode_raw_8bit(joined, hint)
+    if decoded.note:
+        notes.append(decoded.note)
+    return [
+        segment.encode("ascii", "surrogateescape").decode(decoded.codec, errors="replace")
+        if _has_surrogates(segment)
+        else segment
+        for segment in segments
+    ]
 
 
 def decode_header(raw: str | None, hint: str | None = None) -> HeaderText:
@@ -111,12 +149,12 @@ def decode_header(raw: str | None, hint: str | None = None) -> HeaderText:
         return HeaderText.of(raw.strip())  # the common case: nothing to decode
     value = unfold(raw)
     notes: list[str] = []
-    if _has_surrogates(value):
-        decoded = decode_raw_8bit(value, hint)
-        value = decoded.text
-        if decoded.note:
-            notes.append(decoded.note)
     if "=?" not in value:
+        if _has_surrogates(value):
+            decoded = decode_raw_8bit(value, hint)
+            value = decoded.text
+            if decoded.note:
+                notes.append(decoded.note)
         return HeaderText.of(value.strip(), notes)
 
     # (charset label or None for plain text, bytes or text)
@@ -144,10 +182,11 @@ def decode_header(raw: str | None, hint: str | None = None) -> HeaderText:
         position = match.end()
     pieces.append((None, value[position:]))
 
+    plain = _text_between([c for _, c in pieces if isinstance(c, str)], hint, notes)
     parts: list[str] = []
     for label, content in pieces:
         if isinstance(content, str):
-            parts.append(content)
+            parts.append(plain.pop(0))
             continue
         decoded = decode_bytes(content, label)
         parts.append(decoded.text)
@@ -271,6 +310,27 @@ def parse_addresses(raw_values: Iterable[str], hint: str | None = None) -> list[
             continue
         result.append((str(decode_header(name, hint)), address.strip()))
     return result
+
+
+# An addr-spec a reply can be sent to (RFC 5321 §4.1.2, RFC 6531 for UTF-8): a dot-atom local
+# part with a letter or digit in it, and a host name. Stricter than RFC 5322's atext on purpose:
+# "?" and brackets are what a lossy charset conversion leaves of a name, never an address.
+_LOCAL_RE: Final = re.compile(r"^[\w!#$%&'*+/=^`{|}~-]+(?:\.[\w!#$%&'*+/=^`{|}~-]+)*$")
+_HOST_RE: Final = re.compile(r"^(?:[^\W_](?:[\w-]*[^\W_])?\.)*[^\W_](?:[\w-]*[^\W_])?$")
+
+
+def valid_address(address: str | None) -> bool:
+    """Whether ``address`` is a mailbox someone can be answered at."""
+    if not address or len(address) > 320 or address.count("@") != 1:
+        return False
+    local, _, host = address.partition("@")
+    return (
+        len(local) <= 64
+        and _LOCAL_RE.match(local) is not None
+        and any(ch.isalnum() for ch in local)
+        and _HOST_RE.match(host.rstrip(".")) is not None
+        and not host.replace(".", "").isdigit()
+    )
 
 
 def message_ids(raw: str | None) -> tuple[str, ...]:

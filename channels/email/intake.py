@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
-from channels.email.complainant import complainant, complainant_from
+from channels.email.complainant import complainant, complainant_from, split_subject
+from channels.email.headers import valid_address
 from channels.email.noise import MailKind
 from channels.email.parse import ParsedMail, idempotency_key, parse_mail
 from channels.email.settings import EmailSettings, Mailbox
@@ -35,6 +36,9 @@ log = structlog.get_logger(__name__)
 # Parsing a large mail is CPU work; small ones are parsed inline to skip a thread hop.
 _INLINE_PARSE_BYTES = 256 * 1024
 _MAX_BODY_CHARS = 200_000
+# The whole subject is kept (issue 14 §8: a display may cut it, the record may not); only one
+# longer than a body is cut, and the note says so.
+_MAX_SUBJECT_CHARS = 200_000
 # A complaint number as the router issues it (prefix, yyyymm, serial): "TS202611-000123".
 NUMBER_IN_SUBJECT: Final = re.compile(r"(?<![A-Z0-9])[A-Z]{1,6}\d{6}-\d{6,}(?!\d)")
 
@@ -64,17 +68,22 @@ class MailIntake:
         # mail is a complaint of that mailbox, with a note saying it was not read as one.
         self._referrals = referrals
 
-    async def receive(self, raw: bytes, recipients: Sequence[str]) -> MailOutcome:
+    async def receive(
+        self, raw: bytes, recipients: Sequence[str], envelope_sender: str | None = None
+    ) -> MailOutcome:
         """Store, parse and queue one mail; raises when it could not be durably handed off.
+
+        ``envelope_sender`` (SMTP MAIL FROM) is the complainant's address of last resort, when
+        no header of the mail holds a valid one.
 
         Auto-replies, bounces and reports are queued too, marked by kind: the router records
         them (a bounce of our acknowledgement on its ticket) and never makes them tickets.
         """
         raw_sha256 = await self._blobs.put(raw)
         if len(raw) > _INLINE_PARSE_BYTES:
-            parsed = await asyncio.to_thread(parse_mail, raw)
+            parsed = await asyncio.to_thread(parse_mail, raw, self._settings.expected_charsets)
         else:
-            parsed = parse_mail(raw)
+            parsed = parse_mail(raw, self._settings.expected_charsets)
         source_key = idempotency_key(raw, parsed)
         flags: tuple[str, ...] = ()
         mailbox = self._settings.mailbox(recipients[0]) if recipients else None
@@ -100,7 +109,9 @@ class MailIntake:
                 reason=parsed.kind_reason,
                 raw_sha256=raw_sha256,
             )
-        draft = self.draft(parsed, source_key, raw_sha256, recipients, tuple(attachments))
+        draft = self.draft(
+            parsed, source_key, raw_sha256, recipients, tuple(attachments), envelope_sender
+        )
         if flags:
             draft = draft.model_copy(update={"notes": (*draft.notes, *flags)})
         await self._handoff.submit(draft)
@@ -113,11 +124,22 @@ class MailIntake:
         raw_sha256: str,
         recipients: Sequence[str],
         attachments: tuple[object, ...],
+        envelope_sender: str | None = None,
     ) -> TicketDraft:
         mailboxes = [m for m in (self._settings.mailbox(r) for r in recipients) if m]
         first: Mailbox | None = mailboxes[0] if mailboxes else None
         _, matter = complainant_from(parsed)
         notes = [*parsed.charset_decisions, *parsed.notes]
+        convention = split_subject(parsed.subject).note
+        if convention:
+            notes.append(convention)
+        who = complainant(parsed)
+        if who.email is None and envelope_sender and valid_address(envelope_sender):
+            who = who.model_copy(update={"email": envelope_sender.strip().lower()})
+            notes.append("sender: address taken from the SMTP envelope (MAIL FROM)")
+        subject = matter or parsed.subject
+        if len(subject) > _MAX_SUBJECT_CHARS:
+            notes.append(f"subject of {len(subject)} characters cut to {_MAX_SUBJECT_CHARS}")
         notes.extend(f"also addressed to mailbox {m.desk}" for m in mailboxes[1:])
         if parsed.defects:
             notes.append(f"{len(parsed.defects)} MIME defect(s): {parsed.defects[0][:200]}")
@@ -126,8 +148,8 @@ class MailIntake:
                 "channel": Channel.EMAIL,
                 "source_key": source_key[:500],
                 "received_at": datetime.now(UTC),
-                "complainant": complainant(parsed),
-                "subject": (matter or parsed.subject)[:1000],
+                "complainant": who,
+                "subject": subject[:_MAX_SUBJECT_CHARS],
                 "body": parsed.body_text[:_MAX_BODY_CHARS],
                 "category": first.category if first else None,
                 "first_contact": FirstContact(

@@ -144,6 +144,10 @@ class Walker:
         self.report_actions: list[str] = []
         self.original_ids: list[str] = []
         self.attached_message = False
+        self.unchosen: list[str] = []
+        """One entry per unchosen alternative being walked: "counterpart" until its first text
+        (the same content as the body) has been passed over, then "extra" (further texts are
+        documents of their own); "drop" inside it for the other versions of a nested one."""
         self.parts = 0
         self.skipped = 0
         """Parts not read (too deep, past MAX_PARTS), counted exactly: subtrees included."""
@@ -278,6 +282,26 @@ class Walker:
         if subtype == "alternative":
             chosen = self.choose_alternative(children)
             for index, child in enumerate(children, 1):
+                if self.unchosen and not body and index != chosen:
+                    # An alternative inside an unchosen one: its chosen version stands for
+                    # it, the other versions are the same content again.
+                    self.unchosen.append("drop")
+                    try:
+                        self.part(child, child_section(index), depth + 1, body=False)
+                    finally:
+                        self.unchosen.pop()
+                    continue
+                if index != chosen and _is_container(child):
+                    # An alternative of several documents (Apple Mail's html + image + html
+                    # in a multipart/mixed): its first text is the counterpart of the chosen
+                    # one; any further text is a document of its own, kept as a file
+                    # (issue 14 §5).
+                    self.unchosen.append("counterpart")
+                    try:
+                        self.part(child, child_section(index), depth + 1, body=False)
+                    finally:
+                        self.unchosen.pop()
+                    continue
                 self.part(child, child_section(index), depth + 1, body=body and index == chosen)
             return
         if subtype == "report":
@@ -361,7 +385,16 @@ class Walker:
             self.attach(data, name, content_type, section=section, inline=inline)
             return
         if content_type in ("text/plain", "text/html") and info.disposition != "attachment":
+            if not body and self.unchosen and self.unchosen[-1] == "extra":
+                self.notes.append(
+                    f"part {section}: a further {content_type} document of an alternative, "
+                    "kept as file"
+                )
+                self.attach(self.payload(part, section), name, content_type, section=section)
+                return
             if not body:
+                if self.unchosen and self.unchosen[-1] == "counterpart":
+                    self.unchosen[-1] = "extra"  # the counterpart: the same content as the body
                 return
             data = self.payload(part, section)
             if self.readable(data, info, section):

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from channels.email.complainant import split_subject
+from channels.email.subject import split_subject
 from ingest.draft import MailKind
 
 __all__ = ["Classification", "MailKind", "ReportInfo", "classify"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from email.message import Message
@@ -34,7 +35,7 @@ from email.utils import parsedate_to_datetime
 from typing import Final
 
 from channels.email.attachments import ParsedAttachment
-from channels.email.charset import decode_bytes
+from channels.email.charset import DEFAULT_EXPECTED, decode_bytes, expected_charsets
 from channels.email.headers import (
     decode_header,
     describe,
@@ -43,6 +44,7 @@ from channels.email.headers import (
     parse_addresses,
     parse_params,
     unfold,
+    valid_address,
 )
 from channels.email.mime import (
     POLICY,
@@ -178,12 +180,42 @@ class _Envelope:
     date: datetime | None
     decisions: tuple[str, ...]
     defects: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+
+# Where the sender is read from when the first From holds no valid address (issue 14 §7), in
+# order: RFC 5322 §3.6.2 Sender, a further From (some mailers add one), Reply-To, and the
+# Return-Path the delivering server wrote (the envelope sender, RFC 5321 §4.4).
+_SENDER_FALLBACKS: Final = (
+    ("sender", "Sender", slice(0, 1)),
+    ("from", "a second From", slice(1, None)),
+    ("reply-to", "Reply-To", slice(0, 1)),
+    ("return-path", "Return-Path (the envelope sender)", slice(0, 1)),
+)
+
+
+def _sender(headers: dict[str, list[str]], hint: str | None) -> tuple[str, str, str | None]:
+    """``(display name, address, note)``: the first valid address of From, else the fallbacks.
+
+    The note says which header gave the address when it was not the first From; no address
+    anywhere gives ``("", "", note)``, never a garbage one.
+    """
+    senders = parse_addresses(headers.get("from", [])[:1], hint)
+    first = next(((n, a) for n, a in senders if valid_address(a)), None)
+    if first is not None:
+        return first[0], first[1], None
+    why = "From header holds no valid address" if headers.get("from") else "no From header"
+    for name, shown, which in _SENDER_FALLBACKS:
+        found = parse_addresses(headers.get(name, [])[which], hint)
+        taken = next(((n, a) for n, a in found if valid_address(a)), None)
+        if taken is not None:
+            return taken[0], taken[1], f"sender: {why}; address taken from {shown}"
+    return "", "", f"sender: {why}, nor any other sender header"
 
 
 def _envelope(headers: dict[str, list[str]], hint: str | None) -> _Envelope:
     subject = decode_header(first_header(headers, "subject"), hint)
-    senders = parse_addresses(headers.get("from", [])[:1], hint)
-    from_name, from_address = senders[0] if senders else ("", "")
+    from_name, from_address, sender_note = _sender(headers, hint)
     if from_name.strip().lower() == from_address.lower():
         from_name = ""  # "bob@example.com <bob@example.com>" names nobody
     defects: list[str] = []
@@ -200,6 +232,7 @@ def _envelope(headers: dict[str, list[str]], hint: str | None) -> _Envelope:
         date=date,
         decisions=tuple(describe(note, "subject") for note in subject.notes),
         defects=tuple(defects),
+        notes=(sender_note,) if sender_note else (),
     )
 
 
@@ -254,7 +287,7 @@ def _parse(raw: bytes) -> ParsedMail:
         kind=verdict.kind,
         bounce_of=bounce_of,
         kind_reason=verdict.reason,
-        notes=tuple(walker.notes),
+        notes=(*envelope.notes, *walker.notes),
     )
 
 
@@ -304,15 +337,21 @@ def _unparseable(raw: bytes, error: BaseException) -> ParsedMail:
         defects=(f"unparseable: {type(error).__name__}", *envelope.defects),
         kind=MailKind.NORMAL,
         bounce_of=None,
+        notes=envelope.notes,
     )
 
 
-def parse_mail(raw: bytes) -> ParsedMail:
-    """Parse one raw message. Never raises (see the module docstring)."""
-    try:
-        return _parse(raw)
-    except Exception as error:  # any input at all must give a ParsedMail, never a crash
-        return _unparseable(raw, error)
+def parse_mail(raw: bytes, expected: Sequence[str] = DEFAULT_EXPECTED) -> ParsedMail:
+    """Parse one raw message. Never raises (see the module docstring).
+
+    ``expected``: the charsets unlabelled 8-bit text is tried in first (config
+    ``email.expected_charsets``); each such choice is in ``charset_decisions``.
+    """
+    with expected_charsets(expected):
+        try:
+            return _parse(raw)
+        except Exception as error:  # any input at all must give a ParsedMail, never a crash
+            return _unparseable(raw, error)
 
 
 # --------------------------------------------------------------------------------------------

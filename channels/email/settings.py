@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from pydantic import Field, field_validator
 
+from channels.email.charset import DEFAULT_EXPECTED, ExpectedCharsets
 from ingest.sections import Section
 
 
@@ -119,6 +120,7 @@ class EmailSettings(Section):
     acknowledgement: AcknowledgementSettings = AcknowledgementSettings()
     outbox: OutboxSettings = OutboxSettings()
     storm: StormSettings = StormSettings()
+    expected_charsets: ExpectedCharsets = DEFAULT_EXPECTED
     staff_addresses: tuple[str, ...] = Field(
         default=(),
         description="addresses (or @domain) whose replies to a ticket thread onto it as staff",

@@ -57,7 +57,7 @@ class ComplaintMailHandler:
         if not isinstance(raw, bytes):
             raw = envelope.content if isinstance(envelope.content, bytes) else b""
         try:
-            outcome = await self._intake.receive(raw, envelope.rcpt_tos)
+            outcome = await self._intake.receive(raw, envelope.rcpt_tos, envelope.mail_from)
         except _NOT_STORED as exc:
             log.error("mail_not_stored", error=type(exc).__name__, size=len(raw))
             return "451 4.3.0 Complaint could not be stored right now; please try again later"
