@@ -154,10 +154,10 @@ class SmtpReader:
     async def __aenter__(self) -> SmtpReader:
         from channels.email.intake import MailIntake
         from channels.email.smtp import start_smtp
+        from ingest.app.settings import load_settings
         from ingest.draft import TicketDraft
         from ingest.handoff import Handoff
         from ingest.metrics import Metrics
-        from ingest.settings import load_settings
         from store.blobs import BlobStore
 
         drafts = self.drafts
@@ -479,8 +479,7 @@ async def main() -> None:
     parser = argument_parser(__doc__)
     parser.add_argument("--misses", action="store_true", help="list every disagreement")
     args = parser.parse_args()
-    from ingest.logs import configure_logging
-    from ingest.settings import LoggingSettings
+    from ingest.logs import LoggingSettings, configure_logging
 
     configure_logging(LoggingSettings(level="warning"))
     tally = await run(args.misses)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from channels.email import ParsedMail, complainant, complainant_from, parse_mail, split_subject
 from channels.email.charset import decode_bytes
 from channels.email.settings import EmailSettings
-from ingest.settings import load_settings
+from ingest.app.settings import load_settings
 from store.models import Ticket
 from tests.stack import Stack, notes, ticket_of
 from tests.test_email_smtp import listener, send
