@@ -25,6 +25,7 @@ from channels.web.settings import WebSettings
 from ingest.errors import Misconfigured
 from ingest.references import KnownKeys
 from ingest.sections import Section, env_secret
+from router.clock_settings import ClockSettings
 from router.timelimit import TimeLimit
 
 ENV_PREFIX = "SHOULI_"
@@ -285,6 +286,7 @@ class Settings(Section):
     routing: RoutingSettings = RoutingSettings()
     time_limits: TimeLimits = TimeLimits()
     calendar: CalendarSettings = CalendarSettings()
+    clocks: ClockSettings = ClockSettings()
     hotline: HotlineSettings = HotlineSettings()
     referrals: ReferralSettings = ReferralSettings()
     web: WebSettings = WebSettings()
@@ -360,6 +362,7 @@ def _cross_reference_problems(settings: Settings) -> list[tuple[str, str]]:
         addresses = [m.address for m in settings.email.mailboxes]
         if addresses.index(mailbox.address) != index:
             problems.append((f"{where}.address", f"duplicate mailbox {mailbox.address!r}"))
+    problems.extend(settings.clocks.problems())
     calendar = settings.calendar
     if calendar.service_start >= calendar.service_end:
         problems.append(("calendar.service_end", "must be later than calendar.service_start"))
