@@ -31,6 +31,7 @@ def _utc(nullable: bool = False) -> Any:
 class NotificationKind:
     ACKNOWLEDGEMENT = "ack"
     URGE = "urge"
+    DISPATCH = "dispatch"  # 派单通知: a ticket was dispatched (or transferred) to a department
 
 
 class NotificationStatus(RowStatus):

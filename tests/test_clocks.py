@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingest.settings import Settings, load_settings
+from ingest.settings import ConfigError, Settings, load_settings
 from router.calendar import WorkCalendar
 from router.clock_settings import DeadlinePolicy
 from router.clocks import ClockBook, ClockFacts, ClockRefused
@@ -205,3 +206,17 @@ def test_a_met_clock_starts_again_when_a_review_dispatches_the_ticket_anew() -> 
 
 def test_a_limit_in_config_is_written_like_staff_write_it() -> None:
     assert str(TimeLimit.parse("15 个工作日")) == "15 working days"
+
+
+def test_a_clock_on_an_unknown_desk_or_twice_named_is_a_config_error(tmp_path: Path) -> None:
+    text = CONFIG.read_text(encoding="utf-8").replace(
+        "      hours: intake\n", "      hours: night_desk\n", 1
+    )
+    text = text.replace("    - name: feedback ", "    - name: callback ", 1)
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path, environ={})
+    paths = [where for where, _ in raised.value.problems]
+    assert "clocks.definitions.0.hours" in paths
+    assert any(p.endswith(".name") and p.startswith("clocks.definitions.") for p in paths)

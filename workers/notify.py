@@ -1,8 +1,10 @@
-"""The notify worker: sends the notification outbox (acknowledgements, urge notices).
+"""The notify worker: sends the notification outbox (acknowledgements, urge and dispatch
+notices).
 
 Each sweep, every ``email.outbox.poll_interval_seconds``:
 
-1. queue a notice for each new ``urge`` event of a department that has an ``email``;
+1. queue a notice for each new ``urge`` event of a department that has an ``email``, and,
+   with ``email.dispatch_notices``, one for each dispatch to such a department;
 2. take replays of dead notifications (``shouli dead-letters replay ID`` publishes to
    ``<prefix>.notifications``);
 3. claim the rows that are due (a lease: competing workers never hold the same row), render
@@ -29,15 +31,26 @@ import structlog
 from sqlalchemy import Connection, select
 from sqlmodel import col
 
-from channels.email.acknowledgement import TicketFacts, acknowledgement, urge_notice
-from channels.email.notices import last_urge_event, queue_urge_notices
+from channels.email.acknowledgement import (
+    DispatchFacts,
+    TicketFacts,
+    acknowledgement,
+    dispatch_notice,
+    urge_notice,
+)
+from channels.email.notices import (
+    last_dispatch_event,
+    last_urge_event,
+    queue_dispatch_notices,
+    queue_urge_notices,
+)
 from channels.email.outbound import Delivery, send_mail
 from channels.email.settings import OutboundSmtp
 from channels.web.progress import issue_link
 from ingest.queues import QueueNames
 from ingest.runtime import Runtime
 from store.db import is_outage
-from store.models import Ticket
+from store.models import Complainant, Ticket
 from store.notification_models import NotificationKind
 from store.notification_outbox import NOTIFICATIONS, DueNotification
 from store.outbox import Recorded, claim_due, record_attempt, replay
@@ -55,6 +68,7 @@ _MAX_PAUSE_SECONDS = 60.0
 @dataclass
 class Sweep:
     urges_queued: int = 0
+    dispatches_queued: int = 0
     replayed: int = 0
     attempts: int = 0
     sent: int = 0
@@ -86,6 +100,7 @@ class NotifyWorker:
         self._environ = environ
         self._queue_name = QueueNames(runtime.settings.broker.prefix).notifications
         self._after_event: int | None = None
+        self._after_dispatch: int | None = None
         self._prepared = False
         self._unrecorded: list[_Outcome] = []
         self._steps = Steps(self.name, log)
@@ -119,6 +134,7 @@ class NotifyWorker:
         steps: list[tuple[str, Callable[[Sweep], Awaitable[None]]]] = [
             ("prepare", self._prepare),
             ("urges", self._queue_urges),
+            ("dispatches", self._queue_dispatches),
             ("replays", self._take_replays),
             ("deliver", self._deliver),
         ]
@@ -129,6 +145,7 @@ class NotifyWorker:
             return
         await self._runtime.queue.declare(self._queue_name)
         self._after_event = await self._runtime.database.write(last_urge_event)
+        self._after_dispatch = await self._runtime.database.write(last_dispatch_event)
         self._prepared = True
 
     async def _queue_urges(self, report: Sweep) -> None:
@@ -141,6 +158,17 @@ class NotifyWorker:
         )
         if report.urges_queued:
             log.info("urge_notices_queued", count=report.urges_queued)
+
+    async def _queue_dispatches(self, report: Sweep) -> None:
+        if not self._prepared:
+            return
+        now, after = self._clock(), self._after_dispatch or 0
+        departments, email = self._settings.departments, self._email
+        report.dispatches_queued, self._after_dispatch = await self._runtime.database.write(
+            lambda conn: queue_dispatch_notices(conn, departments, email, after, now)
+        )
+        if report.dispatches_queued:
+            log.info("dispatch_notices_queued", count=report.dispatches_queued)
 
     async def _take_replays(self, report: Sweep) -> None:
         if not self._prepared:
@@ -237,6 +265,22 @@ class NotifyWorker:
                 urged_at=datetime.fromisoformat(urged) if urged else None,
                 now=now,
             )
+        if due.kind == NotificationKind.DISPATCH:
+            confidential = bool(due.detail.get("confidential", True))
+            facts, matter = await self._runtime.database.write(
+                lambda conn: _dispatch_facts(conn, due, hide=confidential)
+            )
+            return dispatch_notice(
+                settings,
+                server,
+                recipient=due.recipient,
+                message_id=due.message_id,
+                department=str(due.detail.get("department") or facts.department or ""),
+                ticket=facts,
+                matter=matter,
+                confidential=confidential,
+                now=now,
+            )
         raise ValueError(f"unknown notification kind {due.kind!r}")
 
     async def _record_unrecorded(self, report: Sweep) -> None:
@@ -294,3 +338,32 @@ def _ticket_facts(
     if not link:
         return facts, None
     return facts, issue_link(conn, number=row.number, contact=due.recipient.lower(), now=now)
+
+
+def _dispatch_facts(
+    conn: Connection, due: DueNotification, *, hide: bool
+) -> tuple[TicketFacts, DispatchFacts]:
+    """The ticket now, and the person only when they did not ask for confidentiality (the
+    row says so; a row without the mark is treated as confidential)."""
+    row = conn.execute(
+        select(
+            col(Ticket.number),
+            col(Ticket.status),
+            col(Ticket.department),
+            col(Ticket.due_at),
+            col(Ticket.subject),
+            col(Ticket.category),
+            col(Complainant.name),
+            col(Complainant.phone),
+        )
+        .outerjoin(Complainant, col(Complainant.id) == col(Ticket.complainant_id))
+        .where(col(Ticket.id) == due.ticket_id)
+    ).one()
+    facts = TicketFacts(row.number, row.status, row.department, as_utc(row.due_at))
+    matter = DispatchFacts(
+        subject=row.subject,
+        category=row.category,
+        complainant_name=None if hide else row.name,
+        complainant_phone=None if hide else row.phone,
+    )
+    return facts, matter

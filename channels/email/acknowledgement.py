@@ -26,6 +26,7 @@ from router.lifecycle import OPEN_STATUSES
 
 ACK_SUBJECT = "您的投诉已受理 / Your complaint has been received"
 URGE_SUBJECT = "催办通知 / Urge notice"
+DISPATCH_SUBJECT = "派单通知 / New complaint for your department"
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,77 @@ def urge_notice(
         else "Please deal with it promptly.",
         "Read the complaint in the complaint system; this mail carries none of its content.",
     ]
+    org = settings.organisation
+    zh += ["", org.name]
+    en += ["", org.name_en]
+    message.set_content("\n".join([*zh, "", "-" * 40, "", *en]) + "\n", charset="utf-8")
+    return message
+
+
+@dataclass(frozen=True)
+class DispatchFacts:
+    """What a dispatch notice may say beyond the ticket's number and deadline: the matter and,
+    unless the complainant asked for confidentiality, who to contact (the department owns
+    the first contact with the complainant from here, often within 24 hours)."""
+
+    subject: str
+    category: str
+    complainant_name: str | None
+    complainant_phone: str | None
+
+
+def dispatch_notice(
+    settings: Settings,
+    server: OutboundSmtp,
+    *,
+    recipient: str,
+    message_id: str,
+    department: str,
+    ticket: TicketFacts,
+    matter: DispatchFacts,
+    confidential: bool,
+    now: datetime,
+) -> EmailMessage:
+    """The 派单通知 to a department's mailbox. A confidential complainant (是否保密) is never in
+    it: not the name, not the phone, not the complaint's own words."""
+    zone = ZoneInfo(settings.organisation.timezone)
+    message = _message(
+        server,
+        recipient=recipient,
+        subject=f"[{ticket.number}] {DISPATCH_SUBJECT}",
+        message_id=message_id,
+        now=now,
+        auto="auto-generated",
+    )
+    name, name_en = _names(settings, department) or ("承办部门", "responsible department")
+    category = settings.category(matter.category)
+    category_zh, category_en = (category.name, category.name_en) if category else ("", "")
+    due_zh = format_when(ticket.due_at, zone, "zh") if ticket.due_at else None
+    due_en = format_when(ticket.due_at, zone, "en") if ticket.due_at else None
+    zh = [f"{name}：", "", f"投诉 {ticket.number}（{category_zh}）已派至贵部门办理。"]
+    en = [
+        f"To the {name_en},",
+        "",
+        f"Complaint {ticket.number} ({category_en}) is yours to handle.",
+    ]
+    if due_zh and due_en:
+        zh.append(f"办理时限：{due_zh}。")
+        en.append(f"It is due by {due_en}.")
+    if confidential:
+        zh.append("投诉人要求保密：请通过投诉受理系统与客服中心联系投诉人，本邮件不含投诉人信息。")
+        en.append(
+            "The complainant asked for confidentiality: contact them through the complaint"
+            " system and the service centre; this mail carries nothing about them."
+        )
+    else:
+        zh.append(f"事项：{matter.subject}")
+        en.append(f"Matter: {matter.subject}")
+        who = "，".join(p for p in (matter.complainant_name, matter.complainant_phone) if p)
+        if who:
+            zh.append(f"投诉人：{who}")
+            en.append(f"Complainant: {who}")
+    zh.append("投诉详情请登录投诉受理系统查看。")
+    en.append("Read the complaint in the complaint system.")
     org = settings.organisation
     zh += ["", org.name]
     en += ["", org.name_en]
