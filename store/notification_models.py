@@ -32,6 +32,7 @@ class NotificationKind:
     ACKNOWLEDGEMENT = "ack"
     URGE = "urge"
     DISPATCH = "dispatch"  # 派单通知: a ticket was dispatched (or transferred) to a department
+    CLOCK = "clock"  # a clock (时限) is due soon or breached
 
 
 class NotificationStatus(RowStatus):

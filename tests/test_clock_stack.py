@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from router.calendar import WorkCalendar
 from store.models import Ticket
@@ -22,7 +23,7 @@ def _token(stack: Stack) -> str:
 
 async def _numbers(stack: Stack) -> dict[str, str]:
     async with stack.rt.database.sessions() as session:
-        rows = await session.execute(select(Ticket.source_key, Ticket.number))
+        rows = await session.execute(select(col(Ticket.source_key), col(Ticket.number)))
         return {key: number for key, number in rows.all()}
 
 

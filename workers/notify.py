@@ -3,8 +3,9 @@ notices).
 
 Each sweep, every ``email.outbox.poll_interval_seconds``:
 
-1. queue a notice for each new ``urge`` event of a department that has an ``email``, and,
-   with ``email.dispatch_notices``, one for each dispatch to such a department;
+1. queue a notice for each new ``urge`` event of a department that has an ``email``, one
+   for each clock due soon or breached (to it and the coordinating office), and, with
+   ``email.dispatch_notices``, one for each dispatch to such a department;
 2. take replays of dead notifications (``shouli dead-letters replay ID`` publishes to
    ``<prefix>.notifications``);
 3. claim the rows that are due (a lease: competing workers never hold the same row), render
@@ -35,12 +36,15 @@ from channels.email.acknowledgement import (
     DispatchFacts,
     TicketFacts,
     acknowledgement,
+    clock_notice,
     dispatch_notice,
     urge_notice,
 )
 from channels.email.notices import (
+    last_clock_event,
     last_dispatch_event,
     last_urge_event,
+    queue_clock_notices,
     queue_dispatch_notices,
     queue_urge_notices,
 )
@@ -69,6 +73,7 @@ _MAX_PAUSE_SECONDS = 60.0
 class Sweep:
     urges_queued: int = 0
     dispatches_queued: int = 0
+    clock_notices_queued: int = 0
     replayed: int = 0
     attempts: int = 0
     sent: int = 0
@@ -101,6 +106,7 @@ class NotifyWorker:
         self._queue_name = QueueNames(runtime.settings.broker.prefix).notifications
         self._after_event: int | None = None
         self._after_dispatch: int | None = None
+        self._after_clock: int | None = None
         self._prepared = False
         self._unrecorded: list[_Outcome] = []
         self._steps = Steps(self.name, log)
@@ -135,6 +141,7 @@ class NotifyWorker:
             ("prepare", self._prepare),
             ("urges", self._queue_urges),
             ("dispatches", self._queue_dispatches),
+            ("clocks", self._queue_clock_notices),
             ("replays", self._take_replays),
             ("deliver", self._deliver),
         ]
@@ -146,6 +153,7 @@ class NotifyWorker:
         await self._runtime.queue.declare(self._queue_name)
         self._after_event = await self._runtime.database.write(last_urge_event)
         self._after_dispatch = await self._runtime.database.write(last_dispatch_event)
+        self._after_clock = await self._runtime.database.write(last_clock_event)
         self._prepared = True
 
     async def _queue_urges(self, report: Sweep) -> None:
@@ -169,6 +177,17 @@ class NotifyWorker:
         )
         if report.dispatches_queued:
             log.info("dispatch_notices_queued", count=report.dispatches_queued)
+
+    async def _queue_clock_notices(self, report: Sweep) -> None:
+        if not self._prepared:
+            return
+        now, after = self._clock(), self._after_clock or 0
+        departments, email = self._settings.departments, self._email
+        report.clock_notices_queued, self._after_clock = await self._runtime.database.write(
+            lambda conn: queue_clock_notices(conn, departments, email, after, now)
+        )
+        if report.clock_notices_queued:
+            log.info("clock_notices_queued", count=report.clock_notices_queued)
 
     async def _take_replays(self, report: Sweep) -> None:
         if not self._prepared:
@@ -279,6 +298,23 @@ class NotifyWorker:
                 ticket=facts,
                 matter=matter,
                 confidential=confidential,
+                now=now,
+            )
+        if due.kind == NotificationKind.CLOCK:
+            facts, _ = await self._runtime.database.write(
+                lambda conn: _ticket_facts(conn, due, now, link=False)
+            )
+            due_at = due.detail.get("due_at")
+            return clock_notice(
+                settings,
+                server,
+                recipient=due.recipient,
+                message_id=due.message_id,
+                department=str(due.detail.get("department") or ""),
+                ticket=facts,
+                clock=str(due.detail.get("clock") or ""),
+                due_at=datetime.fromisoformat(due_at) if due_at else None,
+                breached=bool(due.detail.get("breached")),
                 now=now,
             )
         raise ValueError(f"unknown notification kind {due.kind!r}")

@@ -27,6 +27,17 @@ from router.lifecycle import OPEN_STATUSES
 ACK_SUBJECT = "您的投诉已受理 / Your complaint has been received"
 URGE_SUBJECT = "催办通知 / Urge notice"
 DISPATCH_SUBJECT = "派单通知 / New complaint for your department"
+DUE_SOON_SUBJECT = "时限预警 / Due soon"
+BREACHED_SUBJECT = "超时提醒 / Overdue"
+# The clocks by the words staff use (config: clocks.definitions); others show their name.
+CLOCK_NAMES = {
+    "accept": ("受理", "acceptance"),
+    "first_contact": ("首次联系投诉人", "first contact with the complainant"),
+    "handle": ("办理", "handling"),
+    "feedback": ("反馈结果", "feeding back the result"),
+    "callback": ("回访", "the satisfaction callback"),
+    "referral": ("转办工单办结时限", "the referring order's deadline"),
+}
 
 
 @dataclass(frozen=True)
@@ -254,6 +265,63 @@ def dispatch_notice(
             en.append(f"Complainant: {who}")
     zh.append("投诉详情请登录投诉受理系统查看。")
     en.append("Read the complaint in the complaint system.")
+    org = settings.organisation
+    zh += ["", org.name]
+    en += ["", org.name_en]
+    message.set_content("\n".join([*zh, "", "-" * 40, "", *en]) + "\n", charset="utf-8")
+    return message
+
+
+def clock_notice(
+    settings: Settings,
+    server: OutboundSmtp,
+    *,
+    recipient: str,
+    message_id: str,
+    department: str,
+    ticket: TicketFacts,
+    clock: str,
+    due_at: datetime | None,
+    breached: bool,
+    now: datetime,
+) -> EmailMessage:
+    """A clock is due soon or past due: the number, which limit and when, nothing about the
+    complaint or the person (like the urge notice: departmental mailboxes are shared)."""
+    zone = ZoneInfo(settings.organisation.timezone)
+    message = _message(
+        server,
+        recipient=recipient,
+        subject=f"[{ticket.number}] {BREACHED_SUBJECT if breached else DUE_SOON_SUBJECT}",
+        message_id=message_id,
+        now=now,
+        auto="auto-generated",
+    )
+    name, name_en = _names(settings, department) or ("承办部门", "responsible department")
+    what_zh, what_en = CLOCK_NAMES.get(clock, (clock, clock))
+    handling, handling_en = _names(settings, ticket.department) or ("", "")
+    when_zh = format_when(due_at, zone, "zh") if due_at else "（未知）"
+    when_en = format_when(due_at, zone, "en") if due_at else "(unknown)"
+    if breached:
+        line_zh = (
+            f"投诉 {ticket.number}（承办：{handling}）的{what_zh}时限 {when_zh} 已过，尚未完成。"
+        )
+        line_en = (
+            f"The time limit for {what_en} on complaint {ticket.number} (handled by"
+            f" {handling_en}) ran out at {when_en} and it is not done."
+        )
+    else:
+        line_zh = f"投诉 {ticket.number}（承办：{handling}）的{what_zh}时限 {when_zh} 即将到期。"
+        line_en = (
+            f"The time limit for {what_en} on complaint {ticket.number} (handled by"
+            f" {handling_en}) runs out at {when_en}."
+        )
+    zh = [f"{name}：", "", line_zh, "投诉详情请登录投诉受理系统查看，本邮件不含投诉内容。"]
+    en = [
+        f"To the {name_en},",
+        "",
+        line_en,
+        "Read the complaint in the complaint system; this mail carries none of its content.",
+    ]
     org = settings.organisation
     zh += ["", org.name]
     en += ["", org.name_en]

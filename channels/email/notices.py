@@ -5,7 +5,9 @@
   the tickets, so an acknowledgement (受理回执) is owed exactly when its ticket exists;
 * :func:`queue_urge_notices`: turns ``urge`` (催办) events into notices to the department's
   mailbox, found by a sweep (however the urge was made: staff API, hotline repeat, referral);
-* :func:`queue_dispatch_notices`: the same for dispatches (派单通知), when enabled.
+* :func:`queue_dispatch_notices`: the same for dispatches (派单通知), when enabled;
+* :func:`queue_clock_notices`: the SLA worker's due-soon and breach marks, to the department
+  and the coordinating office.
 
 Rows are unique on ``dedupe_key`` (``ack:<number>``, ``urge:<event id>``,
 ``dispatch:<event id>``): a replayed router
@@ -24,7 +26,7 @@ from sqlmodel import col
 
 from channels.email.settings import EmailSettings
 from ingest.draft import MailKind
-from ingest.settings import Department
+from ingest.settings import Department, DepartmentRole
 from store.models import Event, Ticket
 from store.notification_models import Notification, NotificationKind
 from store.notification_outbox import NOTIFICATIONS
@@ -244,3 +246,62 @@ def _confidential(conn: Connection, source_keys: Sequence[str]) -> set[str]:
         )
     )
     return set(rows.scalars())
+
+
+# The SLA worker's marks (workers/sla.py): each tells the handling department and the
+# coordinating office (客服中心 / 办公室), which follows every complaint to its end (首问负责制).
+CLOCK_EVENTS = ("clock_due_soon", "clock_breached")
+
+
+def last_clock_event(conn: Connection) -> int:
+    """Where the clock-notice sweep starts after a restart: the event of the newest notice."""
+    detail = conn.execute(
+        select(col(Notification.detail))
+        .where(col(Notification.kind) == NotificationKind.CLOCK)
+        .order_by(col(Notification.id).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return int((detail or {}).get("event_id", 0))
+
+
+def queue_clock_notices(
+    conn: Connection,
+    departments: Sequence[Department],
+    email: EmailSettings,
+    after_event_id: int,
+    now: datetime,
+) -> tuple[int, int]:
+    """A ``clock`` row per new due-soon or breach event and recipient (the ticket's department
+    and the coordinating office, those with an ``email``); (rows queued, newest event id)."""
+    newest = newest_event_id(conn)
+    mailboxes = {d.key: d.email.strip().lower() for d in departments if d.email}
+    coordinating = [d.key for d in departments if d.role is DepartmentRole.COORDINATING]
+    if not mailboxes:
+        return 0, newest
+    found = conn.execute(
+        new_events(
+            CLOCK_EVENTS, after_event_id, newest, col(Ticket.department), col(Event.kind)
+        ).where(col(Event.at) >= now - URGE_MAX_AGE)
+    ).all()
+    domain = message_id_domain(email)
+    rows = []
+    for event in found:
+        detail = event.detail or {}
+        for key in dict.fromkeys([event.department, *coordinating]):
+            if key not in mailboxes:
+                continue
+            facts = {
+                "event_id": event.event_id,
+                "department": key,
+                "handling_department": event.department,
+                "clock": detail.get("clock"),
+                "due_at": detail.get("due_at"),
+                "breached": event.kind == "clock_breached",
+            }
+            dedupe_key = f"clock:{event.event_id}:{key}"
+            kind = NotificationKind.CLOCK
+            rows.append(
+                _row(kind, dedupe_key, event.ticket_id, event.number, mailboxes[key], domain, facts)
+            )
+    # A row already there (an earlier sweep's overlap margin) is left as it is by enqueue.
+    return enqueue(conn, NOTIFICATIONS, rows, now), newest
