@@ -1,5 +1,6 @@
 """The SLA worker's due-soon and breach marks reach the handling department and the
-coordinating office by mail: once per mark and mailbox, with nothing of the complaint."""
+coordinating office by mail, and the one-month rule's escalation the office: once per mark
+and mailbox, with nothing of the complaint."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ async def test_each_breach_is_mailed_once_to_the_department_and_the_coordinating
         calendar=WorkCalendar(settings.calendar, settings.organisation.timezone),
     )
     assert await sla.watch_clocks() == (0, 2), "first contact and handling are long past due"
+    assert await sla.sweep() == (1, 1), "overdue, and major after a month unresolved"
 
     async with smtp_sink(sink := Sink()) as server:
         runtime = with_office_mailbox(stack.rt, outbound=server)
@@ -52,14 +54,15 @@ async def test_each_breach_is_mailed_once_to_the_department_and_the_coordinating
 
         async def all_sent() -> bool:
             found = [r for r in await rows(stack) if r.kind == "clock"]
-            return len(found) == 4 and all(r.status == "sent" for r in found)
+            return len(found) == 5 and all(r.status == "sent" for r in found)
 
         await sweep_until(workers, all_sent)
         await asyncio.gather(*(w.sweep() for w in workers))
         await NotifyWorker(runtime).sweep()
-    assert Counter(r for m in sink.received for r in m.rcpt_tos) == {WATER: 2, OFFICE: 2}
+    assert Counter(r for m in sink.received for r in m.rcpt_tos) == {WATER: 2, OFFICE: 3}
+    subjects = Counter(m.message["Subject"].split("] ")[1] for m in sink.received)
+    assert subjects == {"超时提醒 / Overdue": 4, "超期未办结升级 / Unresolved, raised to major": 1}
     for mail in sink.received:
-        assert "超时" in mail.message["Subject"]
         raw = mail.raw.decode("utf-8", "replace") + mail.text
         for personal in ("张三", "13812345678", "zhang@example.cn", old.body, old.subject):
             assert personal not in raw, personal

@@ -316,6 +316,7 @@ class NotifyWorker:
                 due_at=datetime.fromisoformat(due_at) if due_at else None,
                 breached=bool(due.detail.get("breached")),
                 now=now,
+                escalated_after=due.detail.get("escalated_after"),
             )
         raise ValueError(f"unknown notification kind {due.kind!r}")
 

@@ -29,6 +29,7 @@ URGE_SUBJECT = "催办通知 / Urge notice"
 DISPATCH_SUBJECT = "派单通知 / New complaint for your department"
 DUE_SOON_SUBJECT = "时限预警 / Due soon"
 BREACHED_SUBJECT = "超时提醒 / Overdue"
+ESCALATED_SUBJECT = "超期未办结升级 / Unresolved, raised to major"
 # The clocks by the words staff use (config: clocks.definitions); others show their name.
 CLOCK_NAMES = {
     "accept": ("受理", "acceptance"),
@@ -284,14 +285,17 @@ def clock_notice(
     due_at: datetime | None,
     breached: bool,
     now: datetime,
+    escalated_after: str | None = None,
 ) -> EmailMessage:
-    """A clock is due soon or past due: the number, which limit and when, nothing about the
-    complaint or the person (like the urge notice: departmental mailboxes are shared)."""
+    """A clock is due soon or past due, or (``escalated_after``) the complaint is unresolved
+    that long and now major: the number, which limit and when, nothing about the complaint
+    or the person (like the urge notice: departmental mailboxes are shared)."""
     zone = ZoneInfo(settings.organisation.timezone)
+    subject = BREACHED_SUBJECT if breached else DUE_SOON_SUBJECT
     message = _message(
         server,
         recipient=recipient,
-        subject=f"[{ticket.number}] {BREACHED_SUBJECT if breached else DUE_SOON_SUBJECT}",
+        subject=f"[{ticket.number}] {ESCALATED_SUBJECT if escalated_after else subject}",
         message_id=message_id,
         now=now,
         auto="auto-generated",

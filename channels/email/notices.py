@@ -249,8 +249,10 @@ def _confidential(conn: Connection, source_keys: Sequence[str]) -> set[str]:
 
 
 # The SLA worker's marks (workers/sla.py): each tells the handling department and the
-# coordinating office (客服中心 / 办公室), which follows every complaint to its end (首问负责制).
-CLOCK_EVENTS = ("clock_due_soon", "clock_breached")
+# coordinating office (客服中心 / 办公室), which follows every complaint to its end (首问负责制);
+# a complaint unresolved for a month, raised to major, is reported upward: the office only.
+CLOCK_EVENTS = ("clock_due_soon", "clock_breached", "severity_raised")
+UNRESOLVED_RULE = "severity.unresolved_too_long"
 
 
 def last_clock_event(conn: Connection) -> int:
@@ -287,7 +289,11 @@ def queue_clock_notices(
     rows = []
     for event in found:
         detail = event.detail or {}
-        for key in dict.fromkeys([event.department, *coordinating]):
+        escalated = event.kind == "severity_raised"
+        if escalated and detail.get("rule") != UNRESOLVED_RULE:
+            continue  # raised by a rule or an authority at intake: no clock ran out
+        recipients = coordinating if escalated else [event.department, *coordinating]
+        for key in dict.fromkeys(recipients):
             if key not in mailboxes:
                 continue
             facts = {
@@ -297,6 +303,7 @@ def queue_clock_notices(
                 "clock": detail.get("clock"),
                 "due_at": detail.get("due_at"),
                 "breached": event.kind == "clock_breached",
+                "escalated_after": detail.get("limit") if escalated else None,
             }
             dedupe_key = f"clock:{event.event_id}:{key}"
             kind = NotificationKind.CLOCK
