@@ -74,6 +74,19 @@ class Metrics:
             ["kind", "outcome"],
             registry=self.registry,
         )
+        self.clocks = Gauge(
+            "shouli_clocks",
+            "Running clocks (时限) by department and state: due_soon (inside the warning lead "
+            "time) or breached (past due)",
+            ["department", "state"],
+            registry=self.registry,
+        )
+
+    def set_clocks(self, counts: dict[tuple[str, str], int]) -> None:
+        # Cleared first: a department whose clocks are all fine again must drop to nothing.
+        self.clocks.clear()
+        for (department, state), count in counts.items():
+            self.clocks.labels(department=department, state=state).set(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -113,6 +113,19 @@ class WorkCalendar:
             remaining -= available
         raise AssertionError("unreachable: _service_periods raises when exhausted")
 
+    def working_between(self, start: datetime, end: datetime) -> timedelta:
+        """Service time from ``start`` to ``end`` (zero when ``end`` is not later): what a
+        paused clock still has left, so resuming it gives back exactly that much."""
+        local_end = self._to_local(end)
+        total = timedelta()
+        if local_end <= self._to_local(start):
+            return total
+        for begin, finish in self._service_periods(self._to_local(start)):
+            if begin >= local_end:
+                break
+            total += min(finish, local_end) - begin
+        return total
+
     def _service_periods(self, local: datetime) -> Iterator[tuple[datetime, datetime]]:
         """Service periods (naive local) from ``local`` on; the first may be a partial day."""
         day = local.date()

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ingest.draft import TicketDraft
-from router.calendar import WorkCalendar
+from router.clocks import REFERRAL_LIMIT, ClockBook, ClockFacts
 from router.rules import RoutingDecision
-from router.settings import TimeLimits
+from store.clocks import NewClock
 from store.tickets import NewEvent
 
 ROUTER_ACTOR = "router"
@@ -21,36 +21,28 @@ class Deadline:
     limit: str
 
 
-def deadline_for(
-    draft: TicketDraft, decision: RoutingDecision, calendar: WorkCalendar, limits: TimeLimits
-) -> Deadline | None:
-    """The handling deadline: the channel's or the severity's limit in working time, or the
-    referring authority's own deadline when that is earlier."""
-    if decision.status != "dispatched":
-        return None
-    # The channel's own limit (e.g. 2 working days for supervision feedback) and the
-    # severity's both apply: the earlier one wins, so a major feedback is not slowed down.
-    candidates = [
-        Deadline(
-            calendar.add(draft.received_at, limits.handle[decision.severity]),
-            f"deadline.severity.{decision.severity.value}",
-            str(limits.handle[decision.severity]),
-        )
-    ]
-    channel_limit = limits.by_channel.get(draft.channel.value)
-    if channel_limit is not None:
-        candidates.append(
-            Deadline(
-                calendar.add(draft.received_at, channel_limit),
-                f"deadline.channel.{draft.channel.value}",
-                str(channel_limit),
-            )
-        )
-    deadline = min(candidates, key=lambda d: d.due_at)
-    order_deadline = draft.referral.deadline if draft.referral else None
-    if order_deadline is not None and order_deadline < deadline.due_at:
-        return Deadline(order_deadline, "deadline.referral", "the referring authority's deadline")
-    return deadline
+def intake_clocks(
+    draft: TicketDraft, decision: RoutingDecision, book: ClockBook, now: datetime
+) -> tuple[tuple[NewClock, ...], Deadline | None]:
+    """The clocks a new ticket starts with, and its handling deadline (the handling clock's
+    due time, so the referral deadline policy decides ``due_at`` too)."""
+    referral = draft.referral
+    facts = ClockFacts(
+        severity=decision.severity.value,
+        category=decision.category,
+        channel=draft.channel.value,
+        referral_source=referral.source if referral else None,
+        referral_deadline=referral.deadline if referral else None,
+    )
+    # What intake did, in milestones: received, then what the router decided.
+    milestones = {"received", str(decision.status)}
+    if decision.status == "dispatched":
+        milestones.add("accepted")
+    clocks = book.start(facts, milestones, draft.received_at, now)
+    handling = next((c for c in clocks if c.name == book.handling_clock), None)
+    if handling is None or handling.met_at is not None:
+        return clocks, None
+    return clocks, Deadline(handling.due_at, handling.rule, handling.time_limit or REFERRAL_LIMIT)
 
 
 def decision_events(

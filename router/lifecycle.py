@@ -51,6 +51,7 @@ class Action:
 
 _ANY = frozenset(Status)
 _FINISHED = frozenset({Status.CLOSED, Status.CLOSED_ABNORMAL})
+_ACCEPTED_OPEN = OPEN_STATUSES - {Status.RECEIVED}
 _ACTIONS = (
     Action("accept", frozenset({Status.RECEIVED}), Status.ACCEPTED),
     Action("reject", frozenset({Status.RECEIVED, Status.ACCEPTED}), Status.REJECTED, ("reason",)),
@@ -89,6 +90,12 @@ _ACTIONS = (
         ("reason",),
     ),
     Action("note", _ANY, None, ("text",)),
+    # Clock actions (router.clocks): the status stays, a named clock moves; each is recorded.
+    # Not before acceptance: an item still under review has only the accept clock.
+    Action("contact", _ACCEPTED_OPEN, None),  # first contact with the complainant made
+    Action("extend", _ACCEPTED_OPEN, None, ("clock", "by", "reason")),  # 延期
+    Action("pause", _ACCEPTED_OPEN, None, ("clock", "reason")),  # waiting for the complainant
+    Action("resume", _ACCEPTED_OPEN, None, ("clock",)),
     # 撤单: the authority withdrew the order; a ticket already closed stays as it is.
     Action("withdraw", _ANY - _FINISHED, Status.CLOSED, by=Actor.AUTHORITY),
     # 退单 (退回重办): the authority did not accept the answer, whatever it was.

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from ingest.organisation import OrganisationSettings
 from ingest.references import KnownKeys
 from ingest.sections import Section
+from router.clock_settings import ClockSettings
 from router.timelimit import TimeLimit, TimeUnit
 
 
@@ -138,6 +139,7 @@ class RouterSettings(Section):
     time_limits: TimeLimits = TimeLimits()
     calendar: CalendarSettings = CalendarSettings()
     repeats: RepeatSettings = RepeatSettings()
+    clocks: ClockSettings = ClockSettings()
 
     def department(self, key: str) -> Department:
         for department in self.departments:
@@ -185,6 +187,7 @@ class RouterSettings(Section):
         for index, name in enumerate(rule_names):
             if rule_names.index(name) != index:
                 problems.append((f"severity_rules.{index}.name", f"duplicate rule {name!r}"))
+        problems.extend(self.clocks.problems())
         if self.calendar.service_start >= self.calendar.service_end:
             problems.append(("calendar.service_end", "must be later than calendar.service_start"))
         try:

@@ -34,8 +34,10 @@ class NotificationKind:
     URGE = "urge"
     SMS_ACKNOWLEDGEMENT = "sms_ack"
     SMS_RESULT = "sms_result"
+    DISPATCH = "dispatch"  # 派单通知: a ticket was dispatched (or transferred) to a department
+    CLOCK = "clock"  # a clock (时限) is due soon or breached
 
-    MAIL = ("ack", "urge")
+    MAIL = ("ack", "urge", "dispatch", "clock")
     SMS = ("sms_ack", "sms_result")
 
 

@@ -125,7 +125,9 @@ def newest_event_id(conn: Connection) -> int:
     return int(conn.execute(select(func.max(col(Event.id)))).scalar_one_or_none() or 0)
 
 
-def new_events(kind: str, after_event_id: int, newest: int, *ticket_columns: Any) -> Select[Any]:
+def new_events(
+    kind: str | tuple[str, ...], after_event_id: int, newest: int, *ticket_columns: Any
+) -> Select[Any]:
     """The ``kind`` events a sweep looks at, oldest first, each with its ticket (``event_id``,
     ``at``, ``actor``, ``detail``, ``ticket_id``, ``number`` and ``ticket_columns``): those
     after the last sweep's newest, less the margin for late commits. The caller adds its own
@@ -144,7 +146,7 @@ def new_events(kind: str, after_event_id: int, newest: int, *ticket_columns: Any
         .where(
             col(Event.id) > max(after_event_id - EVENT_ID_MARGIN, 0),
             col(Event.id) <= newest,
-            col(Event.kind) == kind,
+            col(Event.kind).in_((kind,) if isinstance(kind, str) else kind),
         )
         .order_by(col(Event.id))
     )

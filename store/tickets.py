@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, insert, or_, select
@@ -12,14 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from ingest.draft import TicketDraft, utc_iso
+from store.clocks import NewClock, clock_rows, clocks_json, insert_clocks
 from store.models import Attachment, Complainant, Event, InboundItem, Ticket
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything in the store is UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+from store.times import as_utc as as_utc  # re-exported: callers read times from here
 
 
 def event_time(value: datetime | None) -> str | None:
@@ -49,6 +44,7 @@ class NewTicket:
     department: str | None
     due_at: datetime | None
     events: tuple[NewEvent, ...]
+    clocks: tuple[NewClock, ...] = ()
 
 
 def existing_numbers(
@@ -98,8 +94,10 @@ def insert_tickets(conn: Connection, tickets: Sequence[NewTicket], now: datetime
     attachments: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     inbound: list[dict[str, Any]] = []
+    clocks: list[dict[str, Any]] = []
     for ticket, ticket_id in zip(tickets, ticket_ids, strict=True):
         draft = ticket.draft
+        clocks.extend(clock_rows(ticket_id, ticket.clocks, now))
         attachments.extend(
             {"ticket_id": ticket_id, **attachment.model_dump()} for attachment in draft.attachments
         )
@@ -118,6 +116,7 @@ def insert_tickets(conn: Connection, tickets: Sequence[NewTicket], now: datetime
         conn.execute(insert(Attachment), attachments)
     conn.execute(insert(Event), events)
     conn.execute(insert(InboundItem), inbound)
+    insert_clocks(conn, clocks)
 
 
 def inbound_row(draft: TicketDraft, ticket_id: int | None) -> dict[str, Any]:
@@ -234,7 +233,9 @@ async def ticket_json(
         .all()
     )
     hide = not privileged and bool(await confidential_keys(session, [ticket.source_key]))
+    assert ticket.id is not None
     return ticket_summary(ticket, complainant, hide_complainant=hide) | {
+        "clocks": await clocks_json(session, ticket.id),
         "attachments": [
             {
                 "filename": a.filename,

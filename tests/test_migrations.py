@@ -9,6 +9,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
+import store.clock_models
 import store.imap_models
 import store.models
 import store.notification_models

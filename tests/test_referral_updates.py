@@ -76,6 +76,8 @@ async def test_every_update_kind_changes_the_one_ticket_of_the_order(
     assert ticket["referral"]["deadline"] == "2026-12-04T09:30:00Z"
     (moved,) = events(ticket, "referral_extended")
     assert moved["detail"]["to"].startswith("2026-12-04T09:30:00")
+    clocks = {c["name"]: c for c in ticket["clocks"]}
+    assert clocks["referral"]["due_at"] == clocks["handle"]["due_at"] == "2026-12-04T09:30:00Z"
 
     supervised = await post_signed(client, update("督办", 业务流水号="DB-1", 说明="市领导督办"))
     assert supervised.json() == {"number": number, "update": "supervision"}
@@ -105,6 +107,10 @@ async def test_every_update_kind_changes_the_one_ticket_of_the_order(
     assert ticket["status"] == "dispatched"
     assert ticket["department"] == "network_maintenance"
     assert ticket["due_at"] == "2026-12-08T09:30:00Z"
+    clocks = {c["name"]: c for c in ticket["clocks"]}
+    assert clocks["handle"]["met_at"] is None, "a returned order is handled again"
+    assert clocks["referral"]["met_at"] is None
+    assert clocks["referral"]["due_at"] == clocks["handle"]["due_at"] == "2026-12-08T09:30:00Z"
     (back,) = events(ticket, "referral_returned")
     assert back["detail"]["from_status"] == "handled"
     assert back["detail"]["from_department"] == "supply_dispatch"

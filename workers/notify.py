@@ -1,10 +1,12 @@
-"""The notify worker: sends the notification outbox (acknowledgements and urge notices by
-mail, acknowledgements and results by SMS).
+"""The notify worker: sends the notification outbox (acknowledgements, urge, dispatch and
+clock notices by mail; acknowledgements and results by SMS).
 
 Each sweep, every ``email.outbox.poll_interval_seconds``:
 
-1. queue a notice for each new ``urge`` event of a department that has an ``email``, and an
-   SMS for each new feedback given by SMS (``channels/sms/notices.py``);
+1. queue a notice for each new ``urge`` event of a department that has an ``email``, one
+   for each clock due soon or breached (to it and the coordinating office), with
+   ``email.dispatch_notices`` one for each dispatch to such a department, and an SMS for
+   each new feedback given by SMS (``channels/sms/notices.py``);
 2. take replays of dead notifications (``shouli dead-letters replay ID`` publishes to
    ``<prefix>.notifications``);
 3. claim the rows that are due (a lease: competing workers never hold the same row), render
@@ -35,8 +37,22 @@ import structlog
 from sqlalchemy import Connection, select
 from sqlmodel import col
 
-from channels.email.acknowledgement import TicketFacts, acknowledgement, urge_notice
-from channels.email.notices import last_urge_event, queue_urge_notices
+from channels.email.acknowledgement import (
+    DispatchFacts,
+    TicketFacts,
+    acknowledgement,
+    clock_notice,
+    dispatch_notice,
+    urge_notice,
+)
+from channels.email.notices import (
+    last_clock_event,
+    last_dispatch_event,
+    last_urge_event,
+    queue_clock_notices,
+    queue_dispatch_notices,
+    queue_urge_notices,
+)
 from channels.email.outbound import Delivery, send_mail
 from channels.email.settings import OutboundSmtp
 from channels.runtime import Runtime
@@ -45,7 +61,7 @@ from channels.sms.providers import SmsMessage, SmsSender, sender_for
 from channels.sms.texts import local_deadline, progress_line, render
 from channels.web.progress import issue_link
 from store.db import is_outage
-from store.models import Ticket
+from store.models import Complainant, Ticket
 from store.notification_models import NotificationKind
 from store.notification_outbox import NOTIFICATIONS, DueNotification
 from store.outbox import AttemptOutcome, Recorded, claim_due, record_attempt, replay
@@ -65,6 +81,8 @@ _MAX_PAUSE_SECONDS = 60.0
 class Sweep:
     urges_queued: int = 0
     sms_results_queued: int = 0
+    dispatches_queued: int = 0
+    clock_notices_queued: int = 0
     replayed: int = 0
     attempts: int = 0
     sent: int = 0
@@ -104,6 +122,8 @@ class NotifyWorker:
         self._after_result: int | None = None
         self._queue_name = runtime.names.notifications
         self._after_event: int | None = None
+        self._after_dispatch: int | None = None
+        self._after_clock: int | None = None
         self._prepared = False
         self._unrecorded: list[_Outcome] = []
         self._steps = Steps(self.name, log)
@@ -144,6 +164,8 @@ class NotifyWorker:
             ("prepare", self._prepare),
             ("urges", self._queue_urges),
             ("sms_results", self._queue_sms_results),
+            ("dispatches", self._queue_dispatches),
+            ("clocks", self._queue_clock_notices),
             ("replays", self._take_replays),
             ("deliver", self._deliver),
             ("deliver_sms", self._deliver_sms),
@@ -156,6 +178,8 @@ class NotifyWorker:
         await self._runtime.queue.declare(self._queue_name)
         self._after_event = await self._runtime.database.write(last_urge_event)
         self._after_result = await self._runtime.database.write(last_result_event)
+        self._after_dispatch = await self._runtime.database.write(last_dispatch_event)
+        self._after_clock = await self._runtime.database.write(last_clock_event)
         self._prepared = True
 
     async def _queue_urges(self, report: Sweep) -> None:
@@ -176,6 +200,28 @@ class NotifyWorker:
         report.sms_results_queued, self._after_result = await self._runtime.database.write(
             lambda conn: queue_sms_results(conn, sms, zone, after, now)
         )
+
+    async def _queue_dispatches(self, report: Sweep) -> None:
+        if not self._prepared:
+            return
+        now, after = self._clock(), self._after_dispatch or 0
+        departments, email = self._settings.departments, self._email
+        report.dispatches_queued, self._after_dispatch = await self._runtime.database.write(
+            lambda conn: queue_dispatch_notices(conn, departments, email, after, now)
+        )
+        if report.dispatches_queued:
+            log.info("dispatch_notices_queued", count=report.dispatches_queued)
+
+    async def _queue_clock_notices(self, report: Sweep) -> None:
+        if not self._prepared:
+            return
+        now, after = self._clock(), self._after_clock or 0
+        departments, email = self._settings.departments, self._email
+        report.clock_notices_queued, self._after_clock = await self._runtime.database.write(
+            lambda conn: queue_clock_notices(conn, departments, email, after, now)
+        )
+        if report.clock_notices_queued:
+            log.info("clock_notices_queued", count=report.clock_notices_queued)
 
     async def _take_replays(self, report: Sweep) -> None:
         if not self._prepared:
@@ -336,6 +382,40 @@ class NotifyWorker:
                 urged_at=datetime.fromisoformat(urged) if urged else None,
                 now=now,
             )
+        if due.kind == NotificationKind.DISPATCH:
+            confidential = bool(due.detail.get("confidential", True))
+            facts, matter = await self._runtime.database.write(
+                lambda conn: _dispatch_facts(conn, due, hide=confidential)
+            )
+            return dispatch_notice(
+                settings,
+                server,
+                recipient=due.recipient,
+                message_id=due.message_id,
+                department=str(due.detail.get("department") or facts.department or ""),
+                ticket=facts,
+                matter=matter,
+                confidential=confidential,
+                now=now,
+            )
+        if due.kind == NotificationKind.CLOCK:
+            facts, _ = await self._runtime.database.write(
+                lambda conn: _ticket_facts(conn, due, now, link=False)
+            )
+            due_at = due.detail.get("due_at")
+            return clock_notice(
+                settings,
+                server,
+                recipient=due.recipient,
+                message_id=due.message_id,
+                department=str(due.detail.get("department") or ""),
+                ticket=facts,
+                clock=str(due.detail.get("clock") or ""),
+                due_at=datetime.fromisoformat(due_at) if due_at else None,
+                breached=bool(due.detail.get("breached")),
+                now=now,
+                escalated_after=due.detail.get("escalated_after"),
+            )
         raise ValueError(f"unknown notification kind {due.kind!r}")
 
     async def _record_unrecorded(self, report: Sweep) -> None:
@@ -393,3 +473,32 @@ def _ticket_facts(
     if not link:
         return facts, None
     return facts, issue_link(conn, number=row.number, contact=due.recipient.lower(), now=now)
+
+
+def _dispatch_facts(
+    conn: Connection, due: DueNotification, *, hide: bool
+) -> tuple[TicketFacts, DispatchFacts]:
+    """The ticket now, and the person only when they did not ask for confidentiality (the
+    row says so; a row without the mark is treated as confidential)."""
+    row = conn.execute(
+        select(
+            col(Ticket.number),
+            col(Ticket.status),
+            col(Ticket.department),
+            col(Ticket.due_at),
+            col(Ticket.subject),
+            col(Ticket.category),
+            col(Complainant.name),
+            col(Complainant.phone),
+        )
+        .outerjoin(Complainant, col(Complainant.id) == col(Ticket.complainant_id))
+        .where(col(Ticket.id) == due.ticket_id)
+    ).one()
+    facts = TicketFacts(row.number, row.status, row.department, as_utc(row.due_at))
+    matter = DispatchFacts(
+        subject=row.subject,
+        category=row.category,
+        complainant_name=None if hide else row.name,
+        complainant_phone=None if hide else row.phone,
+    )
+    return facts, matter

@@ -29,7 +29,8 @@ from ingest.metrics import Metrics
 from ingest.queue import Delivery, QueueBackend, QueueUnavailable
 from ingest.queues import QueueNames
 from router.calendar import WorkCalendar
-from router.complete import deadline_for, decision_events
+from router.clocks import ClockBook
+from router.complete import decision_events, intake_clocks
 from router.repeats import RepeatFinder, apply_repeat_rule
 from router.rules import Router
 from store.db import STORE_ERRORS, Database, is_outage
@@ -70,6 +71,7 @@ class RouterWorker:
         self._db = database
         self._router = router
         self._calendar = calendar
+        self._clocks = ClockBook.from_settings(settings, calendar)
         self._metrics = metrics
         self._clock = clock
         self._queue_name = QueueNames(settings.broker.prefix).drafts
@@ -141,7 +143,7 @@ class RouterWorker:
 
     def _complete(self, draft: TicketDraft) -> NewTicket:
         decision = self._router.route(draft)
-        deadline = deadline_for(draft, decision, self._calendar, self._settings.time_limits)
+        clocks, deadline = intake_clocks(draft, decision, self._clocks, self._clock())
         return NewTicket(
             draft=draft,
             number="",
@@ -153,6 +155,7 @@ class RouterWorker:
             department=decision.department,
             due_at=deadline.due_at if deadline else None,
             events=decision_events(draft, decision, deadline),
+            clocks=clocks,
         )
 
     async def _store(self, routed: list[_Routed]) -> dict[int, Outcome]:

@@ -1,23 +1,29 @@
-"""The SLA worker: marks overdue tickets and escalates complaints left unresolved too long.
+"""The SLA worker: watches every clock, marks overdue tickets and escalates complaints left
+unresolved too long.
 
 DOMAIN.md: "any complaint unresolved after one month" is major. Each ticket is marked overdue
-once (``overdue_at``), so the audit trail is not flooded by every sweep.
+once (``overdue_at``), and each clock warned once (``clock_due_soon``, inside its lead time)
+and breached once (``clock_breached``), so the audit trail is not flooded by every sweep.
+"Once" holds with several SLA workers: a mark is a conditional update of a still-empty
+column, and only the worker whose update changed the row records the event.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlmodel import col
 
 from router.calendar import WorkCalendar
 from router.lifecycle import OPEN_STATUSES
 from router.settings import Severity
 from router.timelimit import TimeUnit
+from store.clock_models import TicketClock
 from store.db import STORE_ERRORS, Database
 from store.models import Ticket
 from store.tickets import NewEvent, add_event, event_time
@@ -47,6 +53,7 @@ class SlaWorker:
         while not stopping.is_set():
             try:
                 await self.sweep()
+                await self.watch_clocks()
             except STORE_ERRORS as exc:
                 log.error("sla_sweep_failed", error=type(exc).__name__)
             try:
@@ -120,6 +127,74 @@ class SlaWorker:
                 )
                 escalated += 1
         return overdue, escalated
+
+    async def watch_clocks(self) -> tuple[int, int]:
+        """One pass over the running clocks; returns (warned, breached)."""
+        now = self._clock()
+        warned = breached = 0
+        async with self._db.transaction() as session:
+            for mark, condition in (
+                # Past due already: the breach says it, not a late warning.
+                (_WARNED, and_(col(TicketClock.warn_at) <= now, col(TicketClock.due_at) > now)),
+                (_BREACHED, col(TicketClock.due_at) <= now),
+            ):
+                column = col(getattr(TicketClock, mark.column))
+                rows = await session.execute(
+                    select(TicketClock, Ticket)
+                    .join(Ticket, col(Ticket.id) == col(TicketClock.ticket_id))
+                    .where(
+                        col(TicketClock.met_at).is_(None),
+                        col(TicketClock.paused_at).is_(None),
+                        column.is_(None),
+                        condition,
+                    )
+                    .order_by(col(TicketClock.due_at))
+                    .limit(1000)
+                )
+                for clock, ticket in rows.all():
+                    marked = await session.execute(
+                        update(TicketClock)
+                        .where(col(TicketClock.id) == clock.id, column.is_(None))
+                        .values({mark.column: now})
+                    )
+                    if marked.rowcount != 1:  # type: ignore[attr-defined]
+                        continue  # another SLA worker marked it first
+                    await add_event(
+                        session,
+                        ticket,
+                        NewEvent(
+                            mark.event,
+                            "sla",
+                            {
+                                "clock": clock.name,
+                                "due_at": event_time(clock.due_at),
+                                "department": ticket.department,
+                                "rule": clock.rule,
+                            },
+                        ),
+                        now,
+                    )
+                    log.warning(
+                        mark.event,
+                        number=ticket.number,
+                        clock=clock.name,
+                        department=ticket.department,
+                    )
+                    if mark is _WARNED:
+                        warned += 1
+                    else:
+                        breached += 1
+        return warned, breached
+
+
+@dataclass(frozen=True)
+class _Mark:
+    column: str
+    event: str
+
+
+_WARNED = _Mark("warned_at", "clock_due_soon")
+_BREACHED = _Mark("breached_at", "clock_breached")
 
 
 def _as_timedelta(amount: float, unit: TimeUnit) -> timedelta:

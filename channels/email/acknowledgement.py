@@ -26,6 +26,19 @@ from router.lifecycle import OPEN_STATUSES
 
 ACK_SUBJECT = "您的投诉已受理 / Your complaint has been received"
 URGE_SUBJECT = "催办通知 / Urge notice"
+DISPATCH_SUBJECT = "派单通知 / New complaint for your department"
+DUE_SOON_SUBJECT = "时限预警 / Due soon"
+BREACHED_SUBJECT = "超时提醒 / Overdue"
+ESCALATED_SUBJECT = "超期未办结升级 / Unresolved, raised to major"
+# The clocks by the words staff use (config: clocks.definitions); others show their name.
+CLOCK_NAMES = {
+    "accept": ("受理", "acceptance"),
+    "first_contact": ("首次联系投诉人", "first contact with the complainant"),
+    "handle": ("办理", "handling"),
+    "feedback": ("反馈结果", "feeding back the result"),
+    "callback": ("回访", "the satisfaction callback"),
+    "referral": ("转办工单办结时限", "the referring order's deadline"),
+}
 
 
 @dataclass(frozen=True)
@@ -180,6 +193,137 @@ def urge_notice(
         f"It is due by {format_when(ticket.due_at, zone, 'en')}; please deal with it promptly."
         if ticket.due_at
         else "Please deal with it promptly.",
+        "Read the complaint in the complaint system; this mail carries none of its content.",
+    ]
+    org = settings.organisation
+    zh += ["", org.name]
+    en += ["", org.name_en]
+    message.set_content("\n".join([*zh, "", "-" * 40, "", *en]) + "\n", charset="utf-8")
+    return message
+
+
+@dataclass(frozen=True)
+class DispatchFacts:
+    """What a dispatch notice may say beyond the ticket's number and deadline: the matter and,
+    unless the complainant asked for confidentiality, who to contact (the department owns
+    the first contact with the complainant from here, often within 24 hours)."""
+
+    subject: str
+    category: str
+    complainant_name: str | None
+    complainant_phone: str | None
+
+
+def dispatch_notice(
+    settings: ChannelSettings,
+    server: OutboundSmtp,
+    *,
+    recipient: str,
+    message_id: str,
+    department: str,
+    ticket: TicketFacts,
+    matter: DispatchFacts,
+    confidential: bool,
+    now: datetime,
+) -> EmailMessage:
+    """The 派单通知 to a department's mailbox. A confidential complainant (是否保密) is never in
+    it: not the name, not the phone, not the complaint's own words."""
+    zone = ZoneInfo(settings.organisation.timezone)
+    message = _message(
+        server,
+        recipient=recipient,
+        subject=f"[{ticket.number}] {DISPATCH_SUBJECT}",
+        message_id=message_id,
+        now=now,
+        auto="auto-generated",
+    )
+    name, name_en = _names(settings, department) or ("承办部门", "responsible department")
+    category = settings.category(matter.category)
+    category_zh, category_en = (category.name, category.name_en) if category else ("", "")
+    due_zh = format_when(ticket.due_at, zone, "zh") if ticket.due_at else None
+    due_en = format_when(ticket.due_at, zone, "en") if ticket.due_at else None
+    zh = [f"{name}：", "", f"投诉 {ticket.number}（{category_zh}）已派至贵部门办理。"]
+    en = [
+        f"To the {name_en},",
+        "",
+        f"Complaint {ticket.number} ({category_en}) is yours to handle.",
+    ]
+    if due_zh and due_en:
+        zh.append(f"办理时限：{due_zh}。")
+        en.append(f"It is due by {due_en}.")
+    if confidential:
+        zh.append("投诉人要求保密：请通过投诉受理系统与客服中心联系投诉人，本邮件不含投诉人信息。")
+        en.append(
+            "The complainant asked for confidentiality: contact them through the complaint"
+            " system and the service centre; this mail carries nothing about them."
+        )
+    else:
+        zh.append(f"事项：{matter.subject}")
+        en.append(f"Matter: {matter.subject}")
+        who = "，".join(p for p in (matter.complainant_name, matter.complainant_phone) if p)
+        if who:
+            zh.append(f"投诉人：{who}")
+            en.append(f"Complainant: {who}")
+    zh.append("投诉详情请登录投诉受理系统查看。")
+    en.append("Read the complaint in the complaint system.")
+    org = settings.organisation
+    zh += ["", org.name]
+    en += ["", org.name_en]
+    message.set_content("\n".join([*zh, "", "-" * 40, "", *en]) + "\n", charset="utf-8")
+    return message
+
+
+def clock_notice(
+    settings: ChannelSettings,
+    server: OutboundSmtp,
+    *,
+    recipient: str,
+    message_id: str,
+    department: str,
+    ticket: TicketFacts,
+    clock: str,
+    due_at: datetime | None,
+    breached: bool,
+    now: datetime,
+    escalated_after: str | None = None,
+) -> EmailMessage:
+    """A clock is due soon or past due, or (``escalated_after``) the complaint is unresolved
+    that long and now major: the number, which limit and when, nothing about the complaint
+    or the person (like the urge notice: departmental mailboxes are shared)."""
+    zone = ZoneInfo(settings.organisation.timezone)
+    subject = BREACHED_SUBJECT if breached else DUE_SOON_SUBJECT
+    message = _message(
+        server,
+        recipient=recipient,
+        subject=f"[{ticket.number}] {ESCALATED_SUBJECT if escalated_after else subject}",
+        message_id=message_id,
+        now=now,
+        auto="auto-generated",
+    )
+    name, name_en = _names(settings, department) or ("承办部门", "responsible department")
+    what_zh, what_en = CLOCK_NAMES.get(clock, (clock, clock))
+    handling, handling_en = _names(settings, ticket.department) or ("", "")
+    when_zh = format_when(due_at, zone, "zh") if due_at else "（未知）"
+    when_en = format_when(due_at, zone, "en") if due_at else "(unknown)"
+    if breached:
+        line_zh = (
+            f"投诉 {ticket.number}（承办：{handling}）的{what_zh}时限 {when_zh} 已过，尚未完成。"
+        )
+        line_en = (
+            f"The time limit for {what_en} on complaint {ticket.number} (handled by"
+            f" {handling_en}) ran out at {when_en} and it is not done."
+        )
+    else:
+        line_zh = f"投诉 {ticket.number}（承办：{handling}）的{what_zh}时限 {when_zh} 即将到期。"
+        line_en = (
+            f"The time limit for {what_en} on complaint {ticket.number} (handled by"
+            f" {handling_en}) runs out at {when_en}."
+        )
+    zh = [f"{name}：", "", line_zh, "投诉详情请登录投诉受理系统查看，本邮件不含投诉内容。"]
+    en = [
+        f"To the {name_en},",
+        "",
+        line_en,
         "Read the complaint in the complaint system; this mail carries none of its content.",
     ]
     org = settings.organisation

@@ -4,9 +4,13 @@
 * :func:`queue_acknowledgements`: the router calls it in the batch transaction that makes
   the tickets, so an acknowledgement (受理回执) is owed exactly when its ticket exists;
 * :func:`queue_urge_notices`: turns ``urge`` (催办) events into notices to the department's
-  mailbox, found by a sweep (however the urge was made: staff API, hotline repeat, referral).
+  mailbox, found by a sweep (however the urge was made: staff API, hotline repeat, referral);
+* :func:`queue_dispatch_notices`: the same for dispatches (派单通知), when enabled;
+* :func:`queue_clock_notices`: the SLA worker's due-soon and breach marks, to the department
+  and the coordinating office.
 
-Rows are unique on ``dedupe_key`` (``ack:<number>``, ``urge:<event id>``): a replayed router
+Rows are unique on ``dedupe_key`` (``ack:<number>``, ``urge:<event id>``,
+``dispatch:<event id>``): a replayed router
 batch or two notify workers sweeping the same events never make a second row.
 """
 
@@ -22,11 +26,12 @@ from sqlmodel import col
 
 from channels.email.settings import EmailSettings
 from ingest.draft import MailKind
-from router.settings import Department
+from router.settings import Department, DepartmentRole
 from store.models import Event, Ticket
 from store.notification_models import Notification, NotificationKind
 from store.notification_outbox import NOTIFICATIONS
 from store.outbox import enqueue, new_events, newest_event_id
+from store.referral_models import ReferralOrderRecord
 from store.tickets import NewTicket, event_time
 
 # An urge older than this when the sweep first sees it is history (a worker deployed on an
@@ -159,4 +164,151 @@ def queue_urge_notices(
         dedupe_key, address = f"urge:{urge.event_id}", mailboxes[key]
         kind = NotificationKind.URGE
         rows.append(_row(kind, dedupe_key, urge.ticket_id, urge.number, address, domain, facts))
+    return enqueue(conn, NOTIFICATIONS, rows, now), newest
+
+
+# Every way a ticket reaches a department: the router's dispatch, a staff dispatch or
+# transfer, the referring authority's return (退单) to a named department.
+DISPATCH_EVENTS = ("dispatched", "dispatch", "transfer", "referral_returned")
+
+
+def last_dispatch_event(conn: Connection) -> int:
+    """Where the dispatch sweep starts after a restart: the event of the newest notice."""
+    detail = conn.execute(
+        select(col(Notification.detail))
+        .where(col(Notification.kind) == NotificationKind.DISPATCH)
+        .order_by(col(Notification.id).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return int((detail or {}).get("event_id", 0))
+
+
+def queue_dispatch_notices(
+    conn: Connection,
+    departments: Sequence[Department],
+    email: EmailSettings,
+    after_event_id: int,
+    now: datetime,
+) -> tuple[int, int]:
+    """A ``dispatch`` row for each new dispatch event whose department has an ``email``
+    (when ``email.dispatch_notices`` is on); returns (rows queued, newest event id seen).
+    ``confidential`` is decided here, once: the notice then never carries the person."""
+    newest = newest_event_id(conn)
+    mailboxes = {d.key: d.email.strip().lower() for d in departments if d.email}
+    if not email.dispatch_notices or not mailboxes:
+        return 0, newest
+    noticed = (
+        select(col(Notification.id))
+        .where(col(Notification.dedupe_key) == literal("dispatch:") + cast(col(Event.id), String))
+        .exists()
+    )
+    found = conn.execute(
+        new_events(DISPATCH_EVENTS, after_event_id, newest, col(Ticket.source_key)).where(
+            col(Event.at) >= now - URGE_MAX_AGE, ~noticed
+        )
+    ).all()
+    confidential = _confidential(conn, [e.source_key for e in found])
+    domain = message_id_domain(email)
+    rows = []
+    for event in found:
+        key = (event.detail or {}).get("department")
+        if not isinstance(key, str) or key not in mailboxes:
+            continue  # no mailbox for this department: it reads its worklist in the system
+        facts = {
+            "event_id": event.event_id,
+            "department": key,
+            "dispatched_at": event_time(event.at),
+            "confidential": event.source_key in confidential,
+        }
+        kind = NotificationKind.DISPATCH
+        rows.append(
+            _row(
+                kind,
+                f"dispatch:{event.event_id}",
+                event.ticket_id,
+                event.number,
+                mailboxes[key],
+                domain,
+                facts,
+            )
+        )
+    return enqueue(conn, NOTIFICATIONS, rows, now), newest
+
+
+def _confidential(conn: Connection, source_keys: Sequence[str]) -> set[str]:
+    """Source keys of referral orders whose complainant asked to stay confidential (是否保密)."""
+    if not source_keys:
+        return set()
+    rows = conn.execute(
+        select(col(ReferralOrderRecord.source_key)).where(
+            col(ReferralOrderRecord.source_key).in_(list(source_keys)),
+            col(ReferralOrderRecord.confidential).is_(True),
+        )
+    )
+    return set(rows.scalars())
+
+
+# The SLA worker's marks (workers/sla.py): each tells the handling department and the
+# coordinating office (客服中心 / 办公室), which follows every complaint to its end (首问负责制);
+# a complaint unresolved for a month, raised to major, is reported upward: the office only.
+CLOCK_EVENTS = ("clock_due_soon", "clock_breached", "severity_raised")
+UNRESOLVED_RULE = "severity.unresolved_too_long"
+
+
+def last_clock_event(conn: Connection) -> int:
+    """Where the clock-notice sweep starts after a restart: the event of the newest notice."""
+    detail = conn.execute(
+        select(col(Notification.detail))
+        .where(col(Notification.kind) == NotificationKind.CLOCK)
+        .order_by(col(Notification.id).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return int((detail or {}).get("event_id", 0))
+
+
+def queue_clock_notices(
+    conn: Connection,
+    departments: Sequence[Department],
+    email: EmailSettings,
+    after_event_id: int,
+    now: datetime,
+) -> tuple[int, int]:
+    """A ``clock`` row per new due-soon or breach event and recipient (the ticket's department
+    and the coordinating office, those with an ``email``); (rows queued, newest event id)."""
+    newest = newest_event_id(conn)
+    mailboxes = {d.key: d.email.strip().lower() for d in departments if d.email}
+    coordinating = [d.key for d in departments if d.role is DepartmentRole.COORDINATING]
+    if not mailboxes:
+        return 0, newest
+    found = conn.execute(
+        new_events(
+            CLOCK_EVENTS, after_event_id, newest, col(Ticket.department), col(Event.kind)
+        ).where(col(Event.at) >= now - URGE_MAX_AGE)
+    ).all()
+    domain = message_id_domain(email)
+    rows = []
+    for event in found:
+        detail = event.detail or {}
+        escalated = event.kind == "severity_raised"
+        if escalated and detail.get("rule") != UNRESOLVED_RULE:
+            continue  # raised by a rule or an authority at intake: no clock ran out
+        recipients = coordinating if escalated else [event.department, *coordinating]
+        for key in dict.fromkeys(recipients):
+            if key not in mailboxes:
+                continue
+            facts = {
+                "event_id": event.event_id,
+                "department": key,
+                "handling_department": event.department,
+                "clock": detail.get("clock"),
+                "due_at": detail.get("due_at"),
+                "breached": event.kind == "clock_breached",
+                "escalated_after": detail.get("limit") if escalated else None,
+            }
+            dedupe_key = f"clock:{event.event_id}:{key}"
+            kind = NotificationKind.CLOCK
+            rows.append(
+                _row(kind, dedupe_key, event.ticket_id, event.number, mailboxes[key], domain, facts)
+            )
+    # A row already there (an earlier sweep's overlap margin) is left as it is by enqueue.
     return enqueue(conn, NOTIFICATIONS, rows, now), newest

@@ -121,6 +121,9 @@ class EmailSettings(Section):
     outbox: OutboxSettings = OutboxSettings()
     storm: StormSettings = StormSettings()
     expected_charsets: ExpectedCharsets = DEFAULT_EXPECTED
+    dispatch_notices: bool = Field(
+        default=False, description="mail a department's email when a ticket is dispatched to it"
+    )
     staff_addresses: tuple[str, ...] = Field(
         default=(),
         description="addresses (or @domain) whose replies to a ticket thread onto it as staff",

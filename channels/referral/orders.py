@@ -43,6 +43,7 @@ from channels.referral.updates import apply_update
 from channels.runtime import Runtime
 from ingest.draft import Channel
 from ingest.errors import Refused
+from router.clocks import clock_book
 from store.db import upsert_insert
 from store.intake import reserve_number
 from store.models import IntakeNumber, Ticket
@@ -73,6 +74,7 @@ class ReferralIntake:
         self._settings = runtime.settings.referrals
         self._timezone = runtime.settings.organisation.timezone
         self._clock = clock
+        self._clocks = clock_book(runtime.settings)
 
     async def receive(
         self,
@@ -260,6 +262,7 @@ class ReferralIntake:
                     order=order,
                     supervision_severity=self._settings.supervision_severity,
                     now=now,
+                    clocks=self._clocks,
                 )
                 session.add(record)
                 await session.flush()
@@ -358,6 +361,7 @@ async def apply_held_updates(
         ).scalars()
         ids = list(held)
     applied = 0
+    clocks = clock_book(runtime.settings)
     for update_id in ids:
         async with runtime.database.transaction() as session:
             record = (
@@ -384,6 +388,7 @@ async def apply_held_updates(
                 order=order_from_detail(record.detail),
                 supervision_severity=supervision_severity,
                 now=now,
+                clocks=clocks,
             ) | {"held_since": record.received_at.isoformat()}
             record.applied_at = now
             applied += 1

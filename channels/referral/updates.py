@@ -25,11 +25,16 @@ from sqlmodel import col
 
 from channels.referral.mapping import MappedOrder
 from channels.referral.settings import UpdateKind
+from router.clock_moves import follow_authority
+from router.clocks import ClockBook
 from router.lifecycle import Actor, IllegalTransition, transition
 from router.settings import Severity
 from store.models import Ticket
 from store.referral_models import OutboxStatus, ReferralOutbox
 from store.tickets import NewEvent, add_event, as_utc, event_time
+
+# The authority's updates as clock milestones: the lifecycle's names for the same steps.
+_MILESTONES = {UpdateKind.RETURNED: "return", UpdateKind.WITHDRAWAL: "withdraw"}
 
 
 async def apply_update(
@@ -40,8 +45,10 @@ async def apply_update(
     order: MappedOrder,
     supervision_severity: str,
     now: datetime,
+    clocks: ClockBook | None = None,
 ) -> dict[str, Any]:
-    """Change ``ticket`` as ``order`` asks; returns what changed (stored with the update)."""
+    """Change ``ticket`` as ``order`` asks; returns what changed (stored with the update).
+    With ``clocks``, the ticket's clocks follow (router.clock_moves.follow_authority)."""
     actor = f"referral:{source}"
     base: dict[str, Any] = {"referral_update": order.kind.value, "reference": order.reference}
     if order.update_id:
@@ -155,6 +162,16 @@ async def apply_update(
     else:  # pragma: no cover - new orders never come here
         raise ValueError(f"not an update: {order.kind}")
 
+    if clocks is not None:
+        values |= await follow_authority(
+            session,
+            clocks,
+            ticket,
+            _MILESTONES.get(order.kind, order.kind.value),
+            status=values.get("status"),
+            deadline=values.get("referral_deadline"),
+            now=now,
+        )
     await session.execute(update(Ticket).where(col(Ticket.id) == ticket.id).values(**values))
     for event in events:
         await add_event(session, ticket, event, now)

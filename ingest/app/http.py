@@ -21,7 +21,11 @@ from channels.runtime import Runtime
 from ingest.api import ApiError, Staff, StaffToken, error_response
 from ingest.bodies import BodyRefused, add_body_schemas, openapi_body, read_model
 from ingest.queue import QueueUnavailable
+from router.calendar import WorkCalendar
+from router.clock_moves import move_clocks
+from router.clocks import ClockBook, ClockRefused
 from router.lifecycle import IllegalTransition, LifecycleError, MissingFields, transition
+from store.clocks import clock_counts
 from store.db import STORE_ERRORS
 from store.models import Ticket
 from store.tickets import NewEvent, add_event, find_ticket, list_tickets, ticket_json
@@ -49,6 +53,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.auth = settings.auth
+    clocks = ClockBook.from_settings(
+        settings, WorkCalendar(settings.calendar, settings.organisation.timezone)
+    )
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -122,6 +129,9 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:
+        # Counted at scrape time: the SLA worker may run in another process.
+        async with runtime.database.sessions() as session:
+            runtime.metrics.set_clocks(await clock_counts(session, datetime.now(UTC)))
         return PlainTextResponse(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/api/tickets/{number}", tags=["tickets"])
@@ -226,6 +236,12 @@ def create_app(runtime: Runtime) -> FastAPI:
                 )
             if event.kind == "transfer":
                 detail["from_department"] = previous_department
+            try:
+                detail |= await move_clocks(
+                    session, clocks, ticket, event.kind, detail, new_status.value, now
+                )
+            except ClockRefused as exc:
+                raise ApiError(422, "clock_refused", str(exc), {"detail.clock": str(exc)}) from exc
             await add_event(session, ticket, NewEvent(event.kind, f"staff:{who.id}", detail), now)
             await session.refresh(ticket)
             body = await ticket_json(session, ticket, privileged=_privileged(who, ticket))

@@ -3,6 +3,7 @@
 from alembic import context
 from sqlmodel import SQLModel
 
+import store.clock_models
 import store.imap_models
 import store.models
 import store.notification_models
