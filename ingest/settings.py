@@ -22,9 +22,11 @@ from channels.email.settings import EmailSettings
 from channels.hotline.settings import HotlineSettings
 from channels.referral.settings import ReferralSettings
 from channels.web.settings import WebSettings
+from ingest.draft import Channel
 from ingest.errors import Misconfigured
 from ingest.references import KnownKeys
 from ingest.sections import Section, env_secret
+from router.rule_language import Negation, Rule, rule_problems
 from router.timelimit import TimeLimit
 
 ENV_PREFIX = "SHOULI_"
@@ -223,13 +225,6 @@ class Severity(StrEnum):
         return list(Severity).index(self)
 
 
-class SeverityRule(Section):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    level: Severity
-    keywords: tuple[str, ...] = ()
-    channels: tuple[str, ...] = Field(default=(), description="applies to every draft of these")
-
-
 class RoutingSettings(Section):
     fallback_category: str = "other"
     default_severity: Severity = Severity.GENERAL
@@ -237,6 +232,7 @@ class RoutingSettings(Section):
     min_body_chars: int = Field(
         default=4, ge=0, description="shorter complaints are not specific enough (无效投诉)"
     )
+    negation: Negation = Negation()
 
 
 class TimeLimits(Section):
@@ -281,7 +277,7 @@ class Settings(Section):
     auth: AuthSettings = AuthSettings()
     departments: tuple[Department, ...] = ()
     categories: tuple[Category, ...] = ()
-    severity_rules: tuple[SeverityRule, ...] = ()
+    rules: tuple[Rule, ...] = ()
     routing: RoutingSettings = RoutingSettings()
     time_limits: TimeLimits = TimeLimits()
     calendar: CalendarSettings = CalendarSettings()
@@ -333,10 +329,7 @@ def _cross_reference_problems(settings: Settings) -> list[tuple[str, str]]:
             problems.append((f"categories.{index}.key", f"duplicate category {category.key!r}"))
         problems.extend(known.department(f"categories.{index}.department", category.department))
     problems.extend(known.category("routing.fallback_category", settings.routing.fallback_category))
-    rule_names = [r.name for r in settings.severity_rules]
-    for index, name in enumerate(rule_names):
-        if rule_names.index(name) != index:
-            problems.append((f"severity_rules.{index}.name", f"duplicate rule {name!r}"))
+    problems.extend(rule_problems(settings.rules, **_rule_references(settings)))
     for index, staff in enumerate(settings.auth.staff):
         if not staff.token and not staff.token_env:
             problems.append((f"auth.staff.{index}", "give token_env (preferred) or token"))
@@ -370,6 +363,15 @@ def _cross_reference_problems(settings: Settings) -> list[tuple[str, str]]:
     except Exception:
         problems.append(("organisation.timezone", "unknown time zone (use e.g. Asia/Shanghai)"))
     return problems
+
+
+def _rule_references(settings: Settings) -> dict[str, list[str]]:
+    return {
+        "departments": [d.key for d in settings.departments],
+        "categories": [c.key for c in settings.categories],
+        "channels": [c.value for c in Channel],
+        "referral_sources": [s.key for s in settings.referrals.sources],
+    }
 
 
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
