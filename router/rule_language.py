@@ -82,6 +82,15 @@ class TextCondition(Section):
     none_of: tuple[str, ...] = ()
     negatable: bool = True
 
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_keywords(cls, data: object) -> object:
+        # YAML reads 12315 as a number; a number keyword means its digits. (yes / no are read
+        # as booleans and stay an error: quote them, "no".)
+        if not isinstance(data, dict):
+            return data
+        return {key: _digits_as_text(value) for key, value in data.items()}
+
     @model_validator(mode="after")
     def _something(self) -> TextCondition:
         if not (self.any_of or self.all_of or self.none_of):
@@ -95,6 +104,14 @@ class TextCondition(Section):
 
     def keywords(self) -> tuple[str, ...]:
         return (*self.any_of, *(k for g in self.groups() for k in g), *self.none_of)
+
+
+def _digits_as_text(value: object) -> object:
+    if isinstance(value, list | tuple):
+        return [_digits_as_text(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 class When(Section):

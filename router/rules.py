@@ -85,6 +85,7 @@ class _State:
     category: _Category
     severity: Severity
     department: tuple[str, str] | None = None  # (department, rule that set it)
+    category_rule: str | None = None  # the rule that set the category, if one did
     invalid: list[tuple[str, str]] = field(default_factory=list)  # (rule, reason)
     rejected: tuple[str, str] | None = None
     flags: list[str] = field(default_factory=list)
@@ -321,6 +322,7 @@ class Router:
         said: list[str] = []
         if then.category is not None:
             state.category = self._categories[then.category]
+            state.category_rule = name
             said.append(f"category={then.category}")
         if then.department is not None:
             state.department = (then.department, name)
@@ -421,8 +423,8 @@ class Router:
         rule = "dispatch.coordinating"
         # 首问负责制: when the owner is unclear or several departments are involved, the
         # coordinating office dispatches and convenes them. A rule that set the category
-        # decided it: the tie is settled.
-        if choice.multi_department and category is choice.category:
+        # settled the tie (多办 … 副卡 at the shop is a tariff matter, not the shop's).
+        if choice.multi_department and state.category_rule is None:
             involved = ", ".join(f"{c.key}→{c.department}" for c in choice.multi_department)
             trace.append(
                 RuleTrace(
