@@ -70,15 +70,18 @@ class Score:
         return 100.0 * self.right[name] / self.total if self.total else 0.0
 
 
-def _complainant(kind: str) -> Complainant:
+def _complainant(kind: str, serial: int) -> Complainant:
+    """A complainant of its own per case, so that no case is another's repeat (重复投诉)."""
     if kind == "anonymous":
         return Complainant(anonymous=True)
     if kind == "unusable":  # a number the phone parser could not place, no email
         return Complainant(name="王五", phone_raw="1380013")
-    return Complainant(name="张三", phone="+8613800138000", email="zhang.san@example.cn")
+    return Complainant(
+        name="张三", phone=f"+86139{serial:08d}", email=f"complainant{serial}@example.cn"
+    )
 
 
-def _draft(organisation: str, raw: dict[str, Any], settings: Settings) -> TicketDraft:
+def _draft(organisation: str, serial: int, raw: dict[str, Any], settings: Settings) -> TicketDraft:
     channel = Channel(raw.get("channel", "web"))
     first = _FIRST_CONTACT.get(channel, FirstContact(kind=FirstContactKind.WEB, id="web-form"))
     if raw.get("closed"):
@@ -90,7 +93,7 @@ def _draft(organisation: str, raw: dict[str, Any], settings: Settings) -> Ticket
         channel=channel,
         source_key=f"{organisation}-{raw['id']}",
         received_at=RECEIVED,
-        complainant=_complainant(raw.get("contact", "named")),
+        complainant=_complainant(raw.get("contact", "named"), serial),
         subject=raw.get("subject", ""),
         body=raw["body"],
         incident_at=datetime.combine(incident, time(12), ZONE)
@@ -106,9 +109,19 @@ def _draft(organisation: str, raw: dict[str, Any], settings: Settings) -> Ticket
 
 def cases(organisation: str, settings: Settings) -> Iterator[Case]:
     path = LABELLED / f"{organisation}.cases.yaml"
-    for raw in yaml.safe_load(path.read_text(encoding="utf-8")):
+    for serial, raw in enumerate(yaml.safe_load(path.read_text(encoding="utf-8"))):
         expect = {"valid": True, "accepted": True} | dict(raw["expect"])
-        yield Case(organisation, raw["id"], _draft(organisation, raw, settings), expect)
+        draft = _draft(organisation, serial, raw, settings)
+        yield Case(organisation, raw["id"], draft, expect)
+
+
+def expected_status(case: Case) -> str:
+    """The ticket status the labels imply."""
+    if not case.expect["valid"]:
+        return "invalid"
+    if not case.expect["accepted"]:
+        return "rejected"
+    return "closed" if case.draft.resolved_on_contact is not None else "dispatched"
 
 
 def observed(decision: RoutingDecision) -> dict[str, Any]:
