@@ -7,7 +7,8 @@ says so (``none_of``, or a negation cue before the keyword; see router/condition
 
 Text and keywords are normalised the same way: NFKC (full-width letters and digits from
 Chinese input methods become ASCII: １２３１５ is 12315), case folding, traditional Chinese
-to simplified (OpenCC's tables; 國際漫遊 is 国际漫游) and runs of white space to one space.
+to simplified (OpenCC's tables; 國際漫遊 is 国际漫游), runs of white space to one space, and
+none between Chinese characters (停 水 is 停水).
 Latin-script keywords keep word boundaries ("fire" is not in "firewall", "110" not in
 "1100"), since for them a substring is not the same word. Clause punctuation is kept, so a
 phrase keyword never matches across it ("consumer, association").
@@ -25,8 +26,10 @@ from dataclasses import dataclass
 import ahocorasick
 import opencc
 
-_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
-_SPACE = re.compile(r"\s+")
+_HAN_CHARS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_HAN = re.compile(f"[{_HAN_CHARS}]")
+# Line breaks stay: they end a clause, as the subject ends before the body.
+_SPACE = re.compile(r"[^\S\n]+")
 # Punctuation that ends a clause (after NFKC the full-width forms are already ASCII): a
 # negation cue before it does not negate what follows.
 CLAUSE_BREAKS = frozenset('.,;:!?。、｡､()[]{}【】〔〕《》〈〉「」『』"“”\n')
@@ -44,10 +47,15 @@ def _simplified(text: str) -> str:
     return "".join(str(_T2S.convert(ch)) if _HAN.match(ch) else ch for ch in text)
 
 
+# Spaces between Chinese characters are not word breaks (停 水 in a typed-up letter, OCR):
+# Chinese is written without them.
+_HAN_GAP = re.compile(f"(?<=[{_HAN_CHARS}]) (?=[{_HAN_CHARS}])")
+
+
 def normalise(text: str) -> str:
     """The form keywords and texts are compared in (see the module docstring)."""
     text = _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold())
-    return _simplified(text)
+    return _simplified(_HAN_GAP.sub("", text))
 
 
 def _is_word_char(ch: str) -> bool:

@@ -4,9 +4,11 @@ classes of miss the old word-based matching had, each as a case."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ingest.draft import (
     Channel,
@@ -16,11 +18,13 @@ from ingest.draft import (
     ReferralOrder,
     TicketDraft,
 )
+from ingest.settings import ConfigError, load_settings
 from router.conditions import Facts, evaluate
 from router.matching import Matcher, normalise
 from router.rule_language import Age, Negation, Rule, When
 
 NEGATION = Negation()
+CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 
 
 def _draft(body: str = "", **fields: Any) -> TicketDraft:
@@ -56,6 +60,8 @@ def _holds(when: dict[str, Any], draft: TicketDraft, category: str = "other") ->
         ("打110", "我要打1100", False),
         ("consumer association", "the Consumer   Association", True),  # spaces folded
         ("consumer association", "consumer, association", False),  # not across punctuation
+        ("停水", "小区停 水三天", True),  # a space inside Chinese text is not a break
+        ("水压低", "水压\n低", False),  # a line break is
     ],
 )
 def test_keywords_match_as_substrings_of_normalised_text(
@@ -149,3 +155,43 @@ def test_ages_are_read_as_staff_write_them() -> None:
 def test_a_rule_needs_a_reason_to_reject() -> None:
     with pytest.raises(ValueError, match="need a reason"):
         Rule.model_validate({"name": "r", "when": When(), "then": {"accepted": False}})
+
+
+@pytest.mark.parametrize(
+    ("rule", "problem"),
+    [
+        ({"then": {"department": "nowhere"}}, r"rules\.0\.then\.department: unknown department"),
+        ({"then": {"category": "nothing"}}, r"rules\.0\.then\.category: unknown category"),
+        (
+            {"when": {"referral_source": ["mars"]}, "then": {"flags": ["x"]}},
+            r"rules\.0\.when\.referral_source: unknown referral source",
+        ),
+        (
+            {"when": {"text": {"any_of": ["!!"]}}, "then": {"flags": ["x"]}},
+            r"rules\.0\.when\.text: keyword '!!' has no letters",
+        ),
+        ({"then": {"valid": False}}, r"rules\.0\.then: .*need a reason"),
+        ({"when": {"incident_older_than": "soon"}, "then": {"flags": ["x"]}}, r"not an age"),
+        ({"then": {"severity": {"at_least": "major", "exactly": "general"}}}, r"exactly one"),
+    ],
+)
+def test_a_bad_rule_is_named_by_check_config(
+    tmp_path: Path, rule: dict[str, Any], problem: str
+) -> None:
+    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    config["rules"] = [{"name": "bad", **rule}]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(path, environ={})
+
+
+def test_a_duplicate_rule_name_is_refused(tmp_path: Path) -> None:
+    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    config["rules"] = [{"name": "twice", "then": {"flags": ["x"]}}] * 2
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+
+    with pytest.raises(ConfigError, match=r"rules\.1\.name: duplicate rule 'twice'"):
+        load_settings(path, environ={})
