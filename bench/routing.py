@@ -39,6 +39,7 @@ ORGANISATIONS = {
     "water": ROOT / "config.yaml",
     "telecom": LABELLED / "telecom.config.yaml",
     "bank": LABELLED / "bank.config.yaml",
+    "service": LABELLED / "service.config.yaml",
 }
 FIELDS = ("category", "department", "severity", "valid", "accepted")
 ZONE = ZoneInfo("Asia/Shanghai")

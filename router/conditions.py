@@ -12,23 +12,23 @@ from ingest.draft import Channel, TicketDraft
 from router.matching import CLAUSE_BREAKS, Hit, Matches
 from router.rule_language import Age, Negation, TextCondition, When
 
-_UNIT = re.compile(r"[^\W\d_a-z]|[a-z0-9]+")
+_HAN = re.compile(r"[^\W\d_a-z]")  # a letter of no Latin word: Chinese, after casefold
+_WORD = re.compile(r"[a-z0-9']+")
 
 
 def negated(hit: Hit, matches: Matches, negation: Negation) -> bool:
-    """Whether a cue ends at most ``negation.window`` units (a Chinese character or a Latin
-    word) before the hit, in the same clause."""
+    """Whether a cue ends shortly before the hit (``negation.window`` Chinese characters,
+    ``negation.window_words`` Latin words), in the same clause."""
     for cue in matches.of(negation.cues):
         if cue.end > hit.start:
             break
         gap = matches.text[cue.end : hit.start]
-        if not (set(gap) & CLAUSE_BREAKS) and _units(gap) <= negation.window:
+        if set(gap) & CLAUSE_BREAKS:
+            continue
+        han, words = len(_HAN.findall(gap)), len(_WORD.findall(gap))
+        if han <= negation.window and words <= negation.window_words:
             return True
     return False
-
-
-def _units(gap: str) -> int:
-    return len(_UNIT.findall(gap))
 
 
 @dataclass(frozen=True)

@@ -55,15 +55,18 @@ class Age:
 
 class Negation(Section):
     """Cues that make a keyword right after them not count: 没有人受伤 is no injury, "nobody
-    was injured" neither. ``window``: how far before the keyword a cue may end, counted in
-    Chinese characters and Latin words, within one clause. 不 is left out on purpose:
+    was injured" neither. ``window`` / ``window_words``: how far before the keyword a cue may
+    end, in Chinese characters / Latin words, within one clause. 不 is left out on purpose:
     不小心受伤 is an injury."""
 
     cues: tuple[str, ...] = (
         "没有", "没", "未", "并未", "不是", "并非", "无",
         "not", "no", "never", "nobody", "without", "no one", "none",
     )  # fmt: skip
-    window: int = Field(default=4, ge=0, le=50)
+    window: int = Field(default=4, ge=0, le=50)  # Chinese characters between cue and keyword
+    # Latin words between them: English negation reaches the next words only ("nobody was
+    # injured", but not "if it is not fixed I will complain").
+    window_words: int = Field(default=1, ge=0, le=20)
 
 
 class TextCondition(Section):

@@ -195,3 +195,9 @@ def test_a_duplicate_rule_name_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"rules\.1\.name: duplicate rule 'twice'"):
         load_settings(path, environ={})
+
+
+def test_english_negation_reaches_the_next_word_only() -> None:
+    when = {"text": {"any_of": ["will complain"]}}
+    assert _holds(when, _draft("If it is not fixed I will complain to the mayor."))
+    assert not _holds({"text": {"any_of": ["injured"]}}, _draft("No one was injured."))
