@@ -3,8 +3,9 @@ many of the labelled cases it decides as labelled.
 
     PYTHONPATH=. .venv/bin/python -m bench.routing [--failures]
 
-Each organisation is a config (the shipped ``config.yaml`` for the water utility, the others
-in tests/fixtures/router_labelled/) and a file of labelled cases beside it. The cases go
+Each organisation is a config (the shipped ``config.yaml`` for the water utility; a telecom
+operator, a bank, a power company on 95598 and the service centre of the English web page in
+tests/fixtures/router_labelled/) and a file of labelled cases there. The cases go
 through the router (router/rules.py) with drafts as the channels make them; the same set is
 asserted by tests/test_router_labelled.py.
 """
@@ -40,6 +41,7 @@ ORGANISATIONS = {
     "telecom": LABELLED / "telecom.config.yaml",
     "bank": LABELLED / "bank.config.yaml",
     "service": LABELLED / "service.config.yaml",
+    "power": LABELLED / "power.config.yaml",
 }
 FIELDS = ("category", "department", "severity", "valid", "accepted")
 ZONE = ZoneInfo("Asia/Shanghai")
