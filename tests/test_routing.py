@@ -1,7 +1,7 @@
 """The routing table (router/rules.py) and word segmentation (router/segment.py).
 
 Most cases route with the shipped ``config.yaml``, so the default organisation's departments,
-keywords and severity rules are tested too; a few build a small Settings in code where a case
+keywords and rules are tested too; a few build a small Settings in code where a case
 needs a configuration the default does not have.
 """
 
@@ -794,3 +794,78 @@ def _small_settings(**overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+# -- misconduct, 不予受理 and the rules' effects ---------------------------------------------
+
+
+def test_misconduct_names_the_category_and_records_the_others_as_involved(router: Router) -> None:
+    decision = router.route(make_draft(body="抄表员索要好处费，水费也多收了，水压还低"))
+
+    assert (decision.category, decision.department) == ("misconduct", "discipline")
+    assert set(decision.involved) == {"billing", "water_pressure"}
+    assert effect(decision, "category.misconduct").startswith("category=misconduct (索要, 好处费)")
+
+
+def _rule(name: str, when: dict[str, Any], then: dict[str, Any]) -> Rule:
+    return Rule.model_validate({"name": name, "when": when, "then": then})
+
+
+def test_a_rules_department_never_moves_a_misconduct_complaint() -> None:
+    settings = _small_settings(
+        categories=(
+            _category("outage", "dispatch", ("停水",)),
+            Category(
+                key="misconduct",
+                name="违纪",
+                name_en="Misconduct",
+                department="ethics",
+                keywords=("红包",),
+                misconduct=True,
+            ),
+            _category("other", "office"),
+        ),
+        rules=(_rule("to_dispatch", {"text": {"any_of": ["停水"]}}, {"department": "dispatch"}),),
+    )
+    decision = Router(settings).route(make_draft(body="停水了，抢修的人要红包"))
+
+    assert (decision.category, decision.department) == ("misconduct", "ethics")
+    assert hits(decision)[-1] == "dispatch.discipline"
+
+
+def test_a_rule_sends_a_complaint_to_its_department(router: Router) -> None:
+    settings = _small_settings(
+        rules=(_rule("to_office", {"channel": ["letter"]}, {"department": "office"}),)
+    )
+    decision = Router(settings).route(make_draft(channel=Channel.LETTER, body="小区停水三天"))
+
+    assert decision.department == "office"
+    assert effect(decision, "dispatch.rule") == "department=office (rule.to_office)"
+
+
+def test_a_complaint_not_accepted_goes_to_the_coordinating_office_with_the_reason(
+    router: Router,
+) -> None:
+    decision = router.route(
+        make_draft(body="水费多收了", incident_at=datetime(2026, 3, 1, tzinfo=UTC))
+    )
+
+    assert (decision.status, decision.department, decision.accepted) == (
+        "rejected",
+        "customer_service",
+        False,
+    )
+    assert decision.valid and decision.category == "billing"
+    assert decision.rejected_rule == "rule.billing_dispute_too_old"
+    assert decision.rejected_reason is not None and "五个月" in decision.rejected_reason
+    assert effect(decision, "rule.billing_dispute_too_old").startswith("not accepted: ")
+
+
+def test_a_threat_to_go_to_the_regulator_is_important_and_flagged_their_involvement_major(
+    router: Router,
+) -> None:
+    threat = router.route(make_draft(body="水费乱收费，不解决我要去12315投诉"))
+    involved = router.route(make_draft(body="水费乱收费，已经向12315投诉了"))
+
+    assert (threat.severity, threat.flags) == (Severity.IMPORTANT, ("越级倾向",))
+    assert involved.severity is Severity.MAJOR
