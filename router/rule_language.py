@@ -92,10 +92,11 @@ class TextCondition(Section):
         # as booleans and stay an error: quote them, "no".)
         if not isinstance(data, dict):
             return data
-        return {key: _digits_as_text(value) for key, value in data.items()}
+        lists = ("any_of", "all_of", "none_of")
+        return {k: _digits_as_text(v) if k in lists else v for k, v in data.items()}
 
     @model_validator(mode="after")
-    def _something(self) -> TextCondition:
+    def _says_something(self) -> TextCondition:
         if not (self.any_of or self.all_of or self.none_of):
             raise ValueError("give any_of, all_of or none_of")
         if self.within is not None and len(self.all_of) < 2:
