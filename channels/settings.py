@@ -9,6 +9,8 @@ from channels.referral.settings import ReferralSettings
 from channels.sms.settings import SmsSettings
 from channels.web.settings import WebSettings
 from ingest.api import AuthSettings, HttpSettings, listening_url
+from ingest.draft import Channel
+from router.rule_language import rule_problems
 from router.settings import RouterSettings
 
 
@@ -31,6 +33,16 @@ class ChannelSettings(RouterSettings):
     def problems(self) -> list[tuple[str, str]]:
         problems = super().problems()
         known = self.known_keys()
+        # The rules may name referral sources, which are this tree's (the referral channel's).
+        problems.extend(
+            rule_problems(
+                self.rules,
+                departments=list(known.departments),
+                categories=list(known.categories),
+                channels=[c.value for c in Channel],
+                referral_sources=[s.key for s in self.referrals.sources],
+            )
+        )
         for index, staff in enumerate(self.auth.staff):
             if not staff.token and not staff.token_env:
                 problems.append((f"auth.staff.{index}", "give token_env (preferred) or token"))

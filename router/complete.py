@@ -73,6 +73,10 @@ def decision_events(
                 "category": decision.category,
                 "severity": decision.severity.value,
                 "department": decision.department,
+                "valid": decision.valid,
+                "accepted": decision.accepted,
+                "flags": list(decision.flags),
+                "involved": list(decision.involved),
                 "rules": [
                     {"rule": t.rule, "hit": t.hit, "effect": t.effect} for t in decision.trace
                 ],
@@ -80,12 +84,30 @@ def decision_events(
         )
     )
     deciding = {t.rule.split(".")[0]: t.rule for t in hits}
-    if decision.status == "invalid":
+    if not decision.valid:
+        # Recorded and counted (无效投诉) wherever it goes: a misconduct tip is invalid at the
+        # discipline office, every other at the coordinating office.
         events.append(
             NewEvent(
                 "invalid",
                 ROUTER_ACTOR,
-                {"reason": decision.invalid_reason, "rule": deciding.get("validity")},
+                {
+                    "reason": decision.invalid_reason,
+                    "rule": decision.invalid_rule,
+                    "department": decision.department,
+                },
+            )
+        )
+    elif not decision.accepted:
+        events.append(
+            NewEvent(
+                "rejected",
+                ROUTER_ACTOR,
+                {
+                    "reason": decision.rejected_reason,
+                    "rule": decision.rejected_rule,
+                    "department": decision.department,
+                },
             )
         )
     elif decision.status == "closed":

@@ -1,39 +1,46 @@
 """The routing table: small, pure, named rules read from ``config.yaml``.
 
 :class:`Router` turns a :class:`~ingest.draft.TicketDraft` into a :class:`RoutingDecision`.
-Rules run in four stages, in this order, and every rule consulted is recorded in the
-decision's ``trace`` (hit or miss, and why), so "why did this go to Billing?" has an answer:
+Stages run in this order, and every rule consulted is recorded in the decision's ``trace``
+(hit or miss, and why), so "why did this go to Billing?" has an answer:
 
 validity (all consulted; any hit makes the complaint invalid, 无效投诉)
     ``validity.anonymous_uncontactable``, ``validity.too_short``
-category (first hit wins)
-    ``category.explicit``, ``category.keywords``, ``category.fallback``
-severity (all consulted; each hit may raise the level, never lower it)
-    ``severity.default``, then ``severity.<name>`` for each ``severity_rules`` entry
+category (first hit wins, then misconduct overrides)
+    ``category.explicit``, ``category.keywords``, ``category.fallback``, ``category.misconduct``
+severity
+    ``severity.default``
+the configured rules, in order (router/rule_language.py)
+    ``rule.<name>``: category, department, severity, validity, acceptance (不予受理), flags
 dispatch (first hit wins)
-    ``dispatch.invalid``, ``dispatch.discipline``, ``dispatch.first_contact_closed``,
-    ``dispatch.coordinating``, ``dispatch.category``
+    ``dispatch.discipline``, ``dispatch.invalid``, ``dispatch.not_accepted``,
+    ``dispatch.first_contact_closed``, ``dispatch.rule``, ``dispatch.coordinating``,
+    ``dispatch.category``
 
-Everything that depends only on the settings is computed once in ``__init__``; ``route`` reads
-nothing but the draft, so the same draft always gets the same decision.
+Keywords match as substrings of the normalised text (router/matching.py), all found in one
+pass. Everything that depends only on the settings is computed once in ``__init__``; ``route``
+reads nothing but the draft, so the same draft always gets the same decision.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ingest.draft import Channel, TicketDraft
 from ingest.sections import ConfigError
-from router.segment import BREAK, Segmenter
+from router.conditions import Facts, evaluate
+from router.matching import Matcher, Matches
+from router.rule_language import Rule, Then, rule_keywords, rule_problems
+from router.segment import Segmenter
 from router.settings import DepartmentRole, RouterSettings, Severity
 
-Status = Literal["dispatched", "closed", "invalid"]
+Status = Literal["dispatched", "closed", "invalid", "rejected"]
 
 
 @dataclass(frozen=True)
 class RuleTrace:
-    rule: str  # rule name, e.g. "category.keywords", "severity.media", "dispatch.discipline"
+    rule: str  # rule name, e.g. "category.keywords", "rule.media", "dispatch.discipline"
     hit: bool
     effect: str  # what it decided when hit, or why it missed
 
@@ -47,24 +54,12 @@ class RoutingDecision:
     valid: bool
     invalid_reason: str | None
     trace: tuple[RuleTrace, ...]  # every rule consulted, in order, hits and misses
-
-
-@dataclass(frozen=True)
-class _Keywords:
-    """A category's or a severity rule's keywords, in configuration order."""
-
-    keywords: tuple[str, ...]
-
-    def hits(self, found: frozenset[str]) -> tuple[str, ...]:
-        return tuple(k for k in self.keywords if k in found)
-
-
-@dataclass(frozen=True)
-class _SeverityRule:
-    name: str
-    level: Severity
-    keywords: _Keywords
-    channels: frozenset[str]
+    accepted: bool = True  # False: 不予受理, with rejected_reason
+    rejected_reason: str | None = None
+    flags: tuple[str, ...] = ()  # e.g. 越级倾向, from the rules' effects
+    involved: tuple[str, ...] = ()  # other categories matched (a misconduct complaint's)
+    invalid_rule: str | None = None  # the rule that made it invalid / not accepted
+    rejected_rule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +67,7 @@ class _Category:
     key: str
     department: str
     misconduct: bool
-    keywords: _Keywords
+    keywords: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -81,30 +76,40 @@ class _CategoryChoice:
 
     category: _Category
     multi_department: tuple[_Category, ...] = ()
+    involved: tuple[str, ...] = ()
+
+
+@dataclass
+class _State:
+    """What the rules decide, one after another."""
+
+    category: _Category
+    severity: Severity
+    department: tuple[str, str] | None = None  # (department, rule that set it)
+    category_rule: str | None = None  # the rule that set the category, if one did
+    invalid: list[tuple[str, str]] = field(default_factory=list)  # (rule, reason)
+    rejected: tuple[str, str] | None = None
+    flags: list[str] = field(default_factory=list)
 
 
 def segmenter_for(settings: RouterSettings) -> Segmenter:
-    """A segmenter that knows every keyword of the rules: categories' and severity rules'.
-
-    The one a process shares (``Runtime.segmenter``): the repeat rule needs only the category
-    keywords, and knowing the severity ones too does not change how it sees a text
-    (tests/test_one_segmenter.py), while a second segmenter costs another dictionary load.
-    """
-    return Segmenter(_rule_keywords(settings))
+    """A segmenter that knows every category keyword, for text similarity (the repeat rule):
+    the one a process shares (``Runtime.segmenter``). Routing itself matches substrings
+    (router/matching.py) and does not segment; the rules' keywords (要去, 不是, ...) are
+    left out so they do not change how the repeat rule sees a text."""
+    return Segmenter(_category_keywords(settings))
 
 
-def _rule_keywords(settings: RouterSettings) -> list[str]:
-    return [k for c in settings.categories for k in c.keywords] + [
-        k for r in settings.severity_rules for k in r.keywords
-    ]
+def _category_keywords(settings: RouterSettings) -> list[str]:
+    return [k for c in settings.categories for k in c.keywords]
 
 
 class Router:
     """Routes drafts with the rules in ``settings``; raises :class:`ConfigError` at start-up
-    for anything the settings' own validation cannot see (unknown channels, empty keywords).
+    for anything the settings' own validation cannot see (unknown names, empty keywords).
 
-    ``segmenter`` is the process's shared one (:func:`segmenter_for`); without it the router
-    builds its own.
+    ``segmenter`` is the process's shared one (:func:`segmenter_for`), handed on to the
+    repeat rule's text similarity; without it the router builds its own.
     """
 
     def __init__(self, settings: RouterSettings, segmenter: Segmenter | None = None) -> None:
@@ -113,93 +118,88 @@ class Router:
         self._default_severity = routing.default_severity
         self._check_anonymous = routing.invalid_when_anonymous_and_uncontactable
         self._min_chars = routing.min_body_chars
+        self._negation = routing.negation
         self._departments = frozenset(d.key for d in settings.departments)
         self._coordinating = _department_with_role(settings, DepartmentRole.COORDINATING, problems)
         self._discipline = _department_with_role(settings, DepartmentRole.DISCIPLINE, problems)
 
-        # One segmenter that knows every keyword, so one segmentation of the text serves all
-        # category and severity rules. One built for other settings would not cut these
-        # keywords out whole and would silently miss them: refused.
         self._segmenter = segmenter or segmenter_for(settings)
-        unknown = {k for k in _rule_keywords(settings) if k.strip()} - self._segmenter.keywords
+        unknown = {k for k in _category_keywords(settings) if k.strip()} - self._segmenter.keywords
         if unknown:
             raise ValueError(
                 f"the segmenter does not know {len(unknown)} keyword(s) of the routing rules "
                 f"(e.g. {min(unknown)!r}); build it with segmenter_for(settings)"
             )
         self._categories = {
-            c.key: _Category(
-                key=c.key,
-                department=c.department,
-                misconduct=c.misconduct,
-                keywords=self._keywords(c.keywords, f"categories.{index}", problems),
-            )
-            for index, c in enumerate(settings.categories)
+            c.key: _Category(c.key, c.department, c.misconduct, c.keywords)
+            for c in settings.categories
         }
         for index, c in enumerate(settings.categories):
             if c.department not in self._departments:
                 where = f"categories.{index}.department"
                 problems.append((where, f"unknown department {c.department!r}"))
+            for at, keyword in enumerate(c.keywords):
+                if not Matcher.usable(keyword):
+                    where = f"categories.{index}.keywords.{at}"
+                    problems.append((where, "keyword has no letters or digits"))
         self._misconduct = tuple(c for c in self._categories.values() if c.misconduct)
         fallback = self._categories.get(routing.fallback_category)
         if fallback is None:
             where, key = "routing.fallback_category", routing.fallback_category
             problems.append((where, f"unknown category {key!r}"))
-
-        self._severity_rules = tuple(
-            _SeverityRule(
-                name=rule.name,
-                level=rule.level,
-                keywords=self._keywords(rule.keywords, f"severity_rules.{index}", problems),
-                channels=frozenset(rule.channels),
+        self._rules: tuple[Rule, ...] = settings.rules
+        problems.extend(
+            rule_problems(
+                settings.rules,
+                departments=self._departments,
+                categories=self._categories.keys(),
+                channels=[c.value for c in Channel],
+                referral_sources=None,
             )
-            for index, rule in enumerate(settings.severity_rules)
         )
-        problems.extend(_severity_rule_problems(settings))
         if problems or fallback is None:
             raise ConfigError(problems)
         self._fallback = fallback
+        self._matcher = Matcher(
+            [*_category_keywords(settings), *rule_keywords(settings.rules), *self._negation.cues]
+        )
 
     @property
     def segmenter(self) -> Segmenter:
-        """The segmenter the rules match with; it knows every keyword (:func:`segmenter_for`)."""
+        """The segmenter for text similarity; it knows every keyword (:func:`segmenter_for`)."""
         return self._segmenter
-
-    def _keywords(
-        self, keywords: tuple[str, ...], where: str, problems: list[tuple[str, str]]
-    ) -> _Keywords:
-        for index, keyword in enumerate(keywords):
-            phrase = self._segmenter.phrase(keyword)
-            if not phrase:
-                problems.append((f"{where}.keywords.{index}", "keyword has no letters or digits"))
-            elif BREAK in phrase:
-                problems.append(
-                    (f"{where}.keywords.{index}", f"keyword {keyword!r} spans punctuation")
-                )
-        return _Keywords(keywords)
 
     def route(self, draft: TicketDraft) -> RoutingDecision:
         trace: list[RuleTrace] = []
-        found = self._segmenter.matches(f"{draft.subject}\n{draft.body}")
+        matches = self._matcher.match(f"{draft.subject}\n{draft.body}")
 
-        invalid_reasons = self._validity(draft, trace)
-        choice = self._category(draft, found, trace)
-        severity = self._severity(draft, found, trace)
-        department, status = self._dispatch(draft, choice, found, bool(invalid_reasons), trace)
+        invalid = self._validity(draft, trace)
+        choice = self._category(draft, matches, trace)
+        state = _State(choice.category, self._default_severity, invalid=invalid)
+        trace.append(RuleTrace("severity.default", True, f"severity={state.severity.value}"))
+        for rule in self._rules:
+            self._apply(rule, draft, matches, state, trace)
+        department, status = self._dispatch(draft, choice, state, trace)
         return RoutingDecision(
-            category=choice.category.key,
-            severity=severity,
+            category=state.category.key,
+            severity=state.severity,
             department=department,
             status=status,
-            valid=not invalid_reasons,
-            invalid_reason="; ".join(invalid_reasons) or None,
+            valid=not state.invalid,
+            invalid_reason="; ".join(reason for _, reason in state.invalid) or None,
             trace=tuple(trace),
+            accepted=state.rejected is None,
+            rejected_reason=state.rejected[1] if state.rejected else None,
+            flags=tuple(dict.fromkeys(state.flags)),
+            involved=tuple(k for k in choice.involved if k != state.category.key),
+            invalid_rule=state.invalid[0][0] if state.invalid else None,
+            rejected_rule=state.rejected[0] if state.rejected else None,
         )
 
     # -- validity -------------------------------------------------------------------------
 
-    def _validity(self, draft: TicketDraft, trace: list[RuleTrace]) -> list[str]:
-        reasons: list[str] = []
+    def _validity(self, draft: TicketDraft, trace: list[RuleTrace]) -> list[tuple[str, str]]:
+        reasons: list[tuple[str, str]] = []
         rule = "validity.anonymous_uncontactable"
         complainant = draft.complainant
         if not self._check_anonymous:
@@ -214,14 +214,14 @@ class Router:
             trace.append(RuleTrace(rule, False, "feedback may be anonymous"))
         else:
             reason = "anonymous with no phone or email to reply to"
-            reasons.append(reason)
+            reasons.append((rule, reason))
             trace.append(RuleTrace(rule, True, f"invalid: {reason}"))
 
         rule = "validity.too_short"
         length = len(draft.subject.strip()) + len(draft.body.strip())
         if length < self._min_chars:
             reason = f"{length} characters of subject and body, fewer than {self._min_chars}"
-            reasons.append(reason)
+            reasons.append((rule, reason))
             trace.append(RuleTrace(rule, True, f"invalid: {reason}"))
         else:
             trace.append(RuleTrace(rule, False, f"{length} characters"))
@@ -229,8 +229,43 @@ class Router:
 
     # -- category -------------------------------------------------------------------------
 
+    @staticmethod
+    def _hits(category: _Category, matches: Matches) -> tuple[str, ...]:
+        # Not negated: complaints are about what is missing (没有水压, 没有水), so a cue
+        # before a category keyword still names the matter.
+        return matches.found(category.keywords)
+
     def _category(
-        self, draft: TicketDraft, found: frozenset[str], trace: list[RuleTrace]
+        self, draft: TicketDraft, matches: Matches, trace: list[RuleTrace]
+    ) -> _CategoryChoice:
+        counted = [
+            (category, hits)
+            for category in self._categories.values()
+            if (hits := self._hits(category, matches))
+        ]
+        choice = self._first_category(draft, counted, trace)
+        # 违规违纪 is the category whatever else the complaint is about (the others are
+        # recorded as involved), so it reaches the discipline office and is counted as such.
+        rule = "category.misconduct"
+        involved = tuple(c.key for c, _ in counted)
+        if choice.category.misconduct:
+            trace.append(RuleTrace(rule, False, f"already {choice.category.key}"))
+            return _CategoryChoice(choice.category, involved=involved)
+        found = [(c, hits) for c, hits in counted if c.misconduct]
+        if not found:
+            trace.append(RuleTrace(rule, False, "no misconduct keyword"))
+            return choice
+        category, hits = found[0]
+        others = [k for k in involved if k != category.key]
+        also = f"; involved: {', '.join(others)}" if others else ""
+        trace.append(RuleTrace(rule, True, f"category={category.key} ({', '.join(hits)}){also}"))
+        return _CategoryChoice(category, involved=involved)
+
+    def _first_category(
+        self,
+        draft: TicketDraft,
+        counted: list[tuple[_Category, tuple[str, ...]]],
+        trace: list[RuleTrace],
     ) -> _CategoryChoice:
         rule = "category.explicit"
         if draft.category is None:
@@ -242,11 +277,6 @@ class Router:
             return _CategoryChoice(self._categories[draft.category])
 
         rule = "category.keywords"
-        counted = [
-            (category, hits)
-            for category in self._categories.values()
-            if (hits := category.keywords.hits(found))
-        ]
         if counted:
             best = max(len(hits) for _, hits in counted)
             # Ties keep configuration order, so the first listed category names the ticket.
@@ -270,41 +300,60 @@ class Router:
         trace.append(RuleTrace("category.fallback", True, f"category={self._fallback.key}"))
         return _CategoryChoice(self._fallback)
 
-    # -- severity -------------------------------------------------------------------------
+    # -- the configured rules -------------------------------------------------------------
 
-    def _severity(
-        self, draft: TicketDraft, found: frozenset[str], trace: list[RuleTrace]
-    ) -> Severity:
-        severity = self._default_severity
-        trace.append(RuleTrace("severity.default", True, f"severity={severity.value}"))
-        # A referral order travelling on another channel (a forwarded 12345 work order sent by
-        # email) is still a referral, so channel rules for "referral" apply to it too.
-        channels = {draft.channel.value}
-        if draft.referral is not None:
-            channels.add(Channel.REFERRAL.value)
-        for rule in self._severity_rules:
-            name = f"severity.{rule.name}"
-            why = []
-            if hits := rule.keywords.hits(found):
-                why.append(f"keywords: {', '.join(hits)}")
-            if via := sorted(channels & rule.channels):
-                why.append(f"channel: {', '.join(via)}")
-            if not why:
-                trace.append(RuleTrace(name, False, "no keyword or channel matched"))
-            elif rule.level.rank > severity.rank:
-                severity = rule.level
-                trace.append(RuleTrace(name, True, f"severity={severity.value} ({'; '.join(why)})"))
+    def _apply(
+        self,
+        rule: Rule,
+        draft: TicketDraft,
+        matches: Matches,
+        state: _State,
+        trace: list[RuleTrace],
+    ) -> None:
+        name = f"rule.{rule.name}"
+        facts = Facts(draft, matches, state.category.key)
+        verdict = evaluate(rule.when, facts, self._negation)
+        if not verdict.holds:
+            trace.append(RuleTrace(name, False, verdict.why))
+            return
+        effects = self._effects(name, rule.then, state)
+        trace.append(RuleTrace(name, True, f"{', '.join(effects)} ({verdict.why})"))
+
+    def _effects(self, name: str, then: Then, state: _State) -> list[str]:
+        said: list[str] = []
+        if then.category is not None:
+            state.category = self._categories[then.category]
+            state.category_rule = name
+            said.append(f"category={then.category}")
+        if then.department is not None:
+            state.department = (then.department, name)
+            said.append(f"department={then.department}")
+        if then.severity is not None:
+            effect = then.severity
+            if effect.exactly is not None:
+                state.severity = Severity(effect.exactly)
+                said.append(f"severity={state.severity.value} (exactly)")
+            elif effect.at_least is not None:
+                level = Severity(effect.at_least)
+                if level.rank > state.severity.rank:
+                    state.severity = level
+                    said.append(f"severity={level.value}")
+                else:
+                    said.append(f"kept {state.severity.value}, not raised to {level.value}")
+        reason = then.reason or ""
+        if then.valid is False:
+            state.invalid.append((name, reason))
+            said.append(f"invalid: {reason}")
+        if then.accepted is False:
+            if state.rejected is None:
+                state.rejected = (name, reason)
+                said.append(f"not accepted: {reason}")
             else:
-                # Never lowered: a later, milder rule leaves an earlier, graver level alone.
-                trace.append(
-                    RuleTrace(
-                        name,
-                        True,
-                        f"kept {severity.value}, not raised to {rule.level.value} "
-                        f"({'; '.join(why)})",
-                    )
-                )
-        return severity
+                said.append(f"not accepted already by {state.rejected[0]}")
+        if then.flags:
+            state.flags.extend(then.flags)
+            said.append(f"flags: {', '.join(then.flags)}")
+        return said
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -312,34 +361,42 @@ class Router:
         self,
         draft: TicketDraft,
         choice: _CategoryChoice,
-        found: frozenset[str],
-        invalid: bool,
+        state: _State,
         trace: list[RuleTrace],
     ) -> tuple[str, Status]:
-        category = choice.category
+        category = state.category
+        outcome: Status = (
+            "invalid" if state.invalid else "rejected" if state.rejected else ("dispatched")
+        )
+
+        rule = "dispatch.discipline"
+        # 违规违纪 goes to the discipline office, never to the department complained about:
+        # invalid or not accepted too (the office judges an anonymous tip itself), whatever a
+        # rule's department says, and before on-the-spot closure, so a first receiver cannot
+        # close a complaint about misconduct by themselves.
+        if category.misconduct:
+            trace.append(
+                RuleTrace(rule, True, f"department={self._discipline} (category {category.key})")
+            )
+            return self._discipline, outcome
+        trace.append(RuleTrace(rule, False, "not a misconduct complaint"))
+
         rule = "dispatch.invalid"
-        if invalid:
+        if state.invalid:
             # Invalid complaints are still recorded, counted and archived (无效投诉), by the
             # coordinating office rather than a handling department.
             trace.append(RuleTrace(rule, True, f"department={self._coordinating} (archive)"))
             return self._coordinating, "invalid"
         trace.append(RuleTrace(rule, False, "complaint is valid"))
 
-        rule = "dispatch.discipline"
-        # 违规违纪 goes to the discipline office, never to the department complained about,
-        # whatever category the complaint was filed under; and before on-the-spot closure,
-        # so a first receiver cannot close a complaint about misconduct by themselves.
-        misconduct_hits = [k for c in self._misconduct for k in c.keywords.hits(found)]
-        if category.misconduct:
+        rule = "dispatch.not_accepted"
+        if state.rejected is not None:
+            # 不予受理: recorded and counted; the coordinating office tells the complainant why.
             trace.append(
-                RuleTrace(rule, True, f"department={self._discipline} (category {category.key})")
+                RuleTrace(rule, True, f"department={self._coordinating} ({state.rejected[1]})")
             )
-            return self._discipline, "dispatched"
-        if misconduct_hits:
-            words = ", ".join(dict.fromkeys(misconduct_hits))
-            trace.append(RuleTrace(rule, True, f"department={self._discipline} ({words})"))
-            return self._discipline, "dispatched"
-        trace.append(RuleTrace(rule, False, "no misconduct category or keyword"))
+            return self._coordinating, "rejected"
+        trace.append(RuleTrace(rule, False, "complaint is accepted"))
 
         rule = "dispatch.first_contact_closed"
         if draft.resolved_on_contact is None:
@@ -357,10 +414,18 @@ class Router:
             trace.append(RuleTrace(rule, True, f"department={category.department} ({why}), closed"))
             return category.department, "closed"
 
+        rule = "dispatch.rule"
+        if state.department is not None:
+            department, by = state.department
+            trace.append(RuleTrace(rule, True, f"department={department} ({by})"))
+            return department, "dispatched"
+        trace.append(RuleTrace(rule, False, "no rule named a department"))
+
         rule = "dispatch.coordinating"
         # 首问负责制: when the owner is unclear or several departments are involved, the
-        # coordinating office dispatches and convenes them.
-        if choice.multi_department:
+        # coordinating office dispatches and convenes them. A rule that set the category
+        # settled the tie (多办 … 副卡 at the shop is a tariff matter, not the shop's).
+        if choice.multi_department and state.category_rule is None:
             involved = ", ".join(f"{c.key}→{c.department}" for c in choice.multi_department)
             trace.append(
                 RuleTrace(
@@ -377,21 +442,6 @@ class Router:
 
         trace.append(RuleTrace("dispatch.category", True, f"department={category.department}"))
         return category.department, "dispatched"
-
-
-def _severity_rule_problems(settings: RouterSettings) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    known = {c.value for c in Channel}
-    for index, rule in enumerate(settings.severity_rules):
-        for channel in rule.channels:
-            if channel not in known:
-                where = f"severity_rules.{index}.channels"
-                problems.append(
-                    (where, f"unknown channel {channel!r} (known: {', '.join(sorted(known))})")
-                )
-        if not rule.keywords and not rule.channels:
-            problems.append((f"severity_rules.{index}", "give keywords, channels or both"))
-    return problems
 
 
 def _department_with_role(

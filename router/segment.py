@@ -1,4 +1,5 @@
-"""Word segmentation for keyword rules: keywords match whole words, never parts of words.
+"""Word segmentation for text similarity (the repeat rule's "same matter"), with the category
+keywords cut out whole. Routing itself matches keywords as substrings (router/matching.py).
 
 Chinese has no spaces, so Chinese runs are segmented with jieba; every other run of letters
 and digits is split on everything that is not a letter or digit. A keyword matches when its

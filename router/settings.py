@@ -14,6 +14,7 @@ from ingest.organisation import OrganisationSettings
 from ingest.references import KnownKeys
 from ingest.sections import Section
 from router.clock_settings import ClockSettings
+from router.rule_language import Negation, Rule
 from router.timelimit import TimeLimit, TimeUnit
 
 
@@ -54,13 +55,6 @@ class Severity(StrEnum):
         return list(Severity).index(self)
 
 
-class SeverityRule(Section):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    level: Severity
-    keywords: tuple[str, ...] = ()
-    channels: tuple[str, ...] = Field(default=(), description="applies to every draft of these")
-
-
 class RoutingSettings(Section):
     fallback_category: str = "other"
     default_severity: Severity = Severity.GENERAL
@@ -68,6 +62,7 @@ class RoutingSettings(Section):
     min_body_chars: int = Field(
         default=4, ge=0, description="shorter complaints are not specific enough (无效投诉)"
     )
+    negation: Negation = Negation()
 
 
 class TimeLimits(Section):
@@ -134,7 +129,7 @@ class RouterSettings(Section):
     organisation: OrganisationSettings = OrganisationSettings()
     departments: tuple[Department, ...] = ()
     categories: tuple[Category, ...] = ()
-    severity_rules: tuple[SeverityRule, ...] = ()
+    rules: tuple[Rule, ...] = ()
     routing: RoutingSettings = RoutingSettings()
     time_limits: TimeLimits = TimeLimits()
     calendar: CalendarSettings = CalendarSettings()
@@ -183,10 +178,6 @@ class RouterSettings(Section):
                 problems.append((f"categories.{index}.key", f"duplicate category {category.key!r}"))
             problems.extend(known.department(f"categories.{index}.department", category.department))
         problems.extend(known.category("routing.fallback_category", self.routing.fallback_category))
-        rule_names = [r.name for r in self.severity_rules]
-        for index, name in enumerate(rule_names):
-            if rule_names.index(name) != index:
-                problems.append((f"severity_rules.{index}.name", f"duplicate rule {name!r}"))
         problems.extend(self.clocks.problems())
         if self.calendar.service_start >= self.calendar.service_end:
             problems.append(("calendar.service_end", "must be later than calendar.service_start"))

@@ -293,6 +293,30 @@ async def test_a_web_complaint_with_an_email_contact_is_acknowledged(stack: Stac
     assert inquiry.status_code == 200
 
 
+async def test_a_complaint_not_accepted_is_acknowledged_with_the_reason(stack: Stack) -> None:
+    """不予受理: recorded under a number, and the complainant is told why (the seeds:
+    "otherwise explain the reason")."""
+    details = "水费多收了两百元，这件事法院已立案，我想你们也知道一下。"
+    fields = complaint_fields(contact="wang.wu@example.cn", category="billing", details=details)
+    async with api_client(stack.rt) as client:
+        answer = await client.post("/api/complaints", data=fields)
+        assert answer.status_code == 201, answer.text
+        number = answer.json()["number"]
+        stack.start_router()
+        assert await stack.wait_for_tickets(1) == 1
+        async with smtp_sink(sink := Sink()) as server:
+            worker = notify_worker(stack, with_email(stack.rt, outbound=server))
+            await sweep_until([worker], all_sent(stack, 1))
+    (mail,) = sink.received
+    assert mail.message["Subject"].startswith(f"[{number}] 您的投诉已登记，不予受理")
+    assert "原因：已由法院或仲裁机构受理或裁决" in mail.text
+    assert "Reason: 已由法院或仲裁机构受理或裁决" in mail.text
+    assert "已受理" not in mail.text.split("原因")[0]
+    async with stack.rt.database.sessions() as session:
+        ticket = (await session.execute(select(Ticket))).scalars().one()
+    assert (ticket.status, ticket.department) == ("rejected", "customer_service")
+
+
 async def test_replays_restarts_and_competing_workers_send_each_acknowledgement_once(
     stack: Stack,
 ) -> None:

@@ -1,7 +1,7 @@
 """The routing table (router/rules.py) and word segmentation (router/segment.py).
 
 Most cases route with the shipped ``config.yaml``, so the default organisation's departments,
-keywords and severity rules are tested too; a few build a small Settings in code where a case
+keywords and rules are tested too; a few build a small Settings in code where a case
 needs a configuration the default does not have.
 """
 
@@ -26,6 +26,7 @@ from ingest.draft import (
     TicketDraft,
 )
 from ingest.sections import ConfigError
+from router.rule_language import Rule
 from router.rules import Router, RoutingDecision
 from router.segment import Segmenter
 from router.settings import (
@@ -34,10 +35,10 @@ from router.settings import (
     DepartmentRole,
     RoutingSettings,
     Severity,
-    SeverityRule,
 )
 
 CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+SHIPPED = load_settings(CONFIG, environ={})
 
 NAMED = Complainant(name="张三", phone="+8613800138000")
 ANONYMOUS = Complainant(anonymous=True)
@@ -163,16 +164,16 @@ CATEGORY_CASES = [
     Routed(
         "misconduct goes to the discipline office although the text names another department",
         {"body": "营业收费部的抄表员上门抄表时索要好处费，不给就估抄水费"},
-        "billing",
+        "misconduct",
         "discipline",
-        ("category.keywords", "dispatch.discipline"),
+        ("category.keywords", "category.misconduct", "dispatch.discipline"),
     ),
     Routed(
         "misconduct keywords override an explicitly chosen category",
         {"category": "pipe_repair", "body": "抢修师傅说不给红包就不修漏水"},
-        "pipe_repair",
+        "misconduct",
         "discipline",
-        ("category.explicit", "dispatch.discipline"),
+        ("category.explicit", "category.misconduct", "dispatch.discipline"),
     ),
     Routed(
         "the misconduct category goes to the discipline office",
@@ -184,9 +185,9 @@ CATEGORY_CASES = [
     Routed(
         "english misconduct keywords go to the discipline office",
         {"body": "The contractor wanted a kickback before the new connection."},
-        "installation",
+        "misconduct",
         "discipline",
-        ("category.keywords", "dispatch.discipline"),
+        ("category.keywords", "category.misconduct", "dispatch.discipline"),
     ),
     Routed(
         "a first contact who closed it on the spot keeps it closed in their department",
@@ -447,23 +448,31 @@ def test_router_grades_severity(router: Router, case: Graded) -> None:
 
     assert decision.severity is case.severity
     setting = [t for t in decision.trace if t.effect.startswith("severity=")]
-    assert setting[-1].rule == f"severity.{case.rule}"
+    assert setting[-1].rule == (
+        "severity.default" if case.rule == "default" else f"rule.{case.rule}"
+    )
 
 
 def test_a_milder_rule_that_matches_is_traced_but_keeps_the_level(router: Router) -> None:
     decision = router.route(make_draft(body="要求赔偿，不然找媒体曝光"))
 
-    compensation = next(t for t in decision.trace if t.rule == "severity.compensation")
+    compensation = next(t for t in decision.trace if t.rule == "rule.compensation")
     assert compensation.hit
     assert compensation.effect.startswith("kept major, not raised to important")
 
 
-def test_severity_is_never_lowered_whatever_the_rule_order() -> None:
+def _severity_rule(name: str, level: str, keywords: tuple[str, ...], how: str = "at_least") -> Rule:
+    return Rule.model_validate(
+        {"name": name, "when": {"text": {"any_of": keywords}}, "then": {"severity": {how: level}}}
+    )
+
+
+def test_severity_at_least_is_never_lowered_whatever_the_rule_order() -> None:
     settings = _small_settings(
-        severity_rules=(
-            SeverityRule(name="grave", level=Severity.MAJOR, keywords=("爆管",)),
-            SeverityRule(name="mild", level=Severity.IMPORTANT, keywords=("赔偿",)),
-            SeverityRule(name="calm", level=Severity.GENERAL, keywords=("路面",)),
+        rules=(
+            _severity_rule("grave", "major", ("爆管",)),
+            _severity_rule("mild", "important", ("赔偿",)),
+            _severity_rule("calm", "general", ("路面",)),
         )
     )
     decision = Router(settings).route(make_draft(body="爆管冲坏路面，要求赔偿"))
@@ -471,8 +480,21 @@ def test_severity_is_never_lowered_whatever_the_rule_order() -> None:
     assert decision.severity is Severity.MAJOR
     assert [t.rule for t in decision.trace if t.effect.startswith("severity=")] == [
         "severity.default",
-        "severity.grave",
+        "rule.grave",
     ]
+
+
+def test_severity_exactly_sets_the_level_also_lower() -> None:
+    settings = _small_settings(
+        rules=(
+            _severity_rule("grave", "major", ("爆管",)),
+            _severity_rule("calm", "general", ("路面",), how="exactly"),
+        )
+    )
+    decision = Router(settings).route(make_draft(body="爆管冲坏路面"))
+
+    assert decision.severity is Severity.GENERAL
+    assert effect(decision, "rule.calm").startswith("severity=general (exactly)")
 
 
 # -- validity ----------------------------------------------------------------------------
@@ -500,7 +522,9 @@ VALIDITY_CASES = [
     Checked(
         "an anonymous complaint with a phone number is valid",
         {
-            "complainant": Complainant(anonymous=True, phone_raw="138 0013 8000"),
+            "complainant": Complainant(
+                anonymous=True, phone="+8613800138000", phone_raw="138 0013 8000"
+            ),
             "body": "停水了好几天",
         },
         True,
@@ -543,11 +567,11 @@ VALIDITY_CASES = [
         "anonymous",
     ),
     Checked(
-        "an invalid misconduct report is archived by the coordinating office",
+        "an invalid misconduct report still goes to the discipline office",
         {"complainant": ANONYMOUS, "body": "抄表员索要好处费"},
         False,
         "invalid",
-        "customer_service",
+        "discipline",
         "anonymous",
     ),
 ]
@@ -598,23 +622,19 @@ def test_trace_lists_every_rule_consulted_in_order(router: Router) -> None:
         ("validity.too_short", False),
         ("category.explicit", False),
         ("category.keywords", True),
+        ("category.misconduct", False),
         ("severity.default", True),
-        ("severity.media", True),
-        ("severity.lawsuit", False),
-        ("severity.regulator", False),
-        ("severity.safety", False),
-        ("severity.escalation", False),
-        ("severity.compensation", False),
-        ("severity.repeated", True),
-        ("severity.referral", False),
-        ("dispatch.invalid", False),
+        *((f"rule.{rule.name}", rule.name in ("media", "repeated")) for rule in SHIPPED.rules),
         ("dispatch.discipline", False),
+        ("dispatch.invalid", False),
+        ("dispatch.not_accepted", False),
         ("dispatch.first_contact_closed", False),
+        ("dispatch.rule", False),
         ("dispatch.coordinating", False),
         ("dispatch.category", True),
     ]
     assert effect(decision, "category.keywords").startswith("category=water_pressure")
-    assert effect(decision, "severity.media") == "severity=major (keywords: 记者)"
+    assert effect(decision, "rule.media") == "severity=major, flags: 越级倾向 (keywords: 记者)"
     assert effect(decision, "category.explicit") == "no category given"
     assert effect(decision, "dispatch.category") == "department=supply_dispatch"
 
@@ -645,7 +665,7 @@ def test_routing_is_pure(router: Router) -> None:
         assert hits(decision) == [
             "category.keywords",
             "severity.default",
-            "severity.compensation",
+            "rule.compensation",
             "dispatch.coordinating",
         ]
         assert effect(decision, "dispatch.coordinating") == (
@@ -671,12 +691,13 @@ def test_shipped_config_defines_every_role_and_a_fallback() -> None:
             assert 8 <= len(category.keywords) <= 20, category.key
 
 
-def test_unknown_channel_in_a_severity_rule_stops_start_up() -> None:
-    settings = _small_settings(
-        severity_rules=(SeverityRule(name="wechat", level=Severity.MAJOR, channels=("wechat",)),)
+def test_unknown_channel_in_a_rule_stops_start_up() -> None:
+    wechat = Rule.model_validate(
+        {"name": "wechat", "when": {"channel": ["wechat"]}, "then": {"flags": ["x"]}}
     )
+    settings = _small_settings(rules=(wechat,))
 
-    with pytest.raises(ConfigError, match=r"severity_rules\.0\.channels: unknown channel"):
+    with pytest.raises(ConfigError, match=r"rules\.0\.when\.channel: unknown channel"):
         Router(settings)
 
 
@@ -772,3 +793,78 @@ def _small_settings(**overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+# -- misconduct, 不予受理 and the rules' effects ---------------------------------------------
+
+
+def test_misconduct_names_the_category_and_records_the_others_as_involved(router: Router) -> None:
+    decision = router.route(make_draft(body="抄表员索要好处费，水费也多收了，水压还低"))
+
+    assert (decision.category, decision.department) == ("misconduct", "discipline")
+    assert set(decision.involved) == {"billing", "water_pressure"}
+    assert effect(decision, "category.misconduct").startswith("category=misconduct (索要, 好处费)")
+
+
+def _rule(name: str, when: dict[str, Any], then: dict[str, Any]) -> Rule:
+    return Rule.model_validate({"name": name, "when": when, "then": then})
+
+
+def test_a_rules_department_never_moves_a_misconduct_complaint() -> None:
+    settings = _small_settings(
+        categories=(
+            _category("outage", "dispatch", ("停水",)),
+            Category(
+                key="misconduct",
+                name="违纪",
+                name_en="Misconduct",
+                department="ethics",
+                keywords=("红包",),
+                misconduct=True,
+            ),
+            _category("other", "office"),
+        ),
+        rules=(_rule("to_dispatch", {"text": {"any_of": ["停水"]}}, {"department": "dispatch"}),),
+    )
+    decision = Router(settings).route(make_draft(body="停水了，抢修的人要红包"))
+
+    assert (decision.category, decision.department) == ("misconduct", "ethics")
+    assert hits(decision)[-1] == "dispatch.discipline"
+
+
+def test_a_rule_sends_a_complaint_to_its_department(router: Router) -> None:
+    settings = _small_settings(
+        rules=(_rule("to_office", {"channel": ["letter"]}, {"department": "office"}),)
+    )
+    decision = Router(settings).route(make_draft(channel=Channel.LETTER, body="小区停水三天"))
+
+    assert decision.department == "office"
+    assert effect(decision, "dispatch.rule") == "department=office (rule.to_office)"
+
+
+def test_a_complaint_not_accepted_goes_to_the_coordinating_office_with_the_reason(
+    router: Router,
+) -> None:
+    decision = router.route(
+        make_draft(body="水费多收了", incident_at=datetime(2026, 3, 1, tzinfo=UTC))
+    )
+
+    assert (decision.status, decision.department, decision.accepted) == (
+        "rejected",
+        "customer_service",
+        False,
+    )
+    assert decision.valid and decision.category == "billing"
+    assert decision.rejected_rule == "rule.billing_dispute_too_old"
+    assert decision.rejected_reason is not None and "五个月" in decision.rejected_reason
+    assert effect(decision, "rule.billing_dispute_too_old").startswith("not accepted: ")
+
+
+def test_a_threat_to_go_to_the_regulator_is_important_and_flagged_their_involvement_major(
+    router: Router,
+) -> None:
+    threat = router.route(make_draft(body="水费乱收费，不解决我要去12315投诉"))
+    involved = router.route(make_draft(body="水费乱收费，已经向12315投诉了"))
+
+    assert (threat.severity, threat.flags) == (Severity.IMPORTANT, ("越级倾向",))
+    assert involved.severity is Severity.MAJOR

@@ -214,7 +214,8 @@ async def test_every_routing_decision_is_an_event_naming_its_rule(stack: Stack) 
     assert dispatched.detail["department"] == "discipline"
     routed = next(e for e in events if e.kind == "routed")
     hits = [r["rule"] for r in routed.detail["rules"] if r["hit"]]
-    assert "severity.media" in hits
+    assert "rule.media" in hits
+    assert routed.detail["category"] == "misconduct"
     assert routed.detail["severity"] == "major"
 
 

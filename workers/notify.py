@@ -469,7 +469,10 @@ def _ticket_facts(
             col(Ticket.number), col(Ticket.status), col(Ticket.department), col(Ticket.due_at)
         ).where(col(Ticket.id) == due.ticket_id)
     ).one()
-    facts = TicketFacts(row.number, row.status, row.department, as_utc(row.due_at))
+    reason = due.detail.get("reason")
+    facts = TicketFacts(
+        row.number, row.status, row.department, as_utc(row.due_at), str(reason) if reason else None
+    )
     if not link:
         return facts, None
     return facts, issue_link(conn, number=row.number, contact=due.recipient.lower(), now=now)

@@ -25,6 +25,8 @@ from channels.web.i18n import format_limit, format_when
 from router.lifecycle import OPEN_STATUSES
 
 ACK_SUBJECT = "您的投诉已受理 / Your complaint has been received"
+REFUSED_SUBJECT = "您的投诉已登记，不予受理 / Your complaint was recorded but not accepted"
+INVALID_SUBJECT = "您的投诉已登记，无法办理 / Your complaint was recorded but cannot be handled"
 URGE_SUBJECT = "催办通知 / Urge notice"
 DISPATCH_SUBJECT = "派单通知 / New complaint for your department"
 DUE_SOON_SUBJECT = "时限预警 / Due soon"
@@ -49,6 +51,7 @@ class TicketFacts:
     status: str
     department: str | None
     due_at: datetime | None
+    reason: str | None = None  # why it was not accepted (不予受理) or is invalid (无效)
 
 
 def _names(settings: ChannelSettings, key: str | None) -> tuple[str, str] | None:
@@ -98,10 +101,14 @@ def acknowledgement(
     hotline, and that a reply (number kept in the subject) adds to the complaint."""
     org = settings.organisation
     zone = ZoneInfo(org.timezone)
+    refused = ticket.status in ("rejected", "invalid")
+    subject = ACK_SUBJECT
+    if refused:
+        subject = REFUSED_SUBJECT if ticket.status == "rejected" else INVALID_SUBJECT
     message = _message(
         server,
         recipient=recipient,
-        subject=f"[{ticket.number}] {ACK_SUBJECT}",
+        subject=f"[{ticket.number}] {subject}",
         message_id=message_id,
         now=now,
         auto="auto-replied",
@@ -134,6 +141,8 @@ def acknowledgement(
         if due
         else f"We will handle it and reply to you within {format_limit(limit, 'en')}.",
     ]
+    if refused:
+        zh, en = _refusal(ticket)
     if progress_url:
         zh.append(f"查询办理进度：{progress_url}")
         en.append(f"Follow its progress: {progress_url}")
@@ -149,6 +158,30 @@ def acknowledgement(
     en += ["", org.name_en]
     message.set_content("\n".join([*zh, "", "-" * 40, "", *en]) + "\n", charset="utf-8")
     return message
+
+
+def _refusal(ticket: TicketFacts) -> tuple[list[str], list[str]]:
+    """The opening of a 不予受理 / 无效 answer: recorded under its number, and why."""
+    reason = ticket.reason or "不符合受理条件 (it does not meet the conditions for handling)"
+    if ticket.status == "rejected":
+        zh_what, en_what = "不予受理", "cannot be accepted for handling"
+    else:
+        zh_what, en_what = "无法作为有效投诉办理", "cannot be handled as a valid complaint"
+    zh = [
+        "您好：",
+        "",
+        f"您的投诉已登记，投诉编号：{ticket.number}。",
+        f"经审核，您的投诉{zh_what}，原因：{reason}。",
+        "如对此有异议或有新的情况，请与我们联系说明。",
+    ]
+    en = [
+        "Dear complainant,",
+        "",
+        f"Your complaint has been recorded under number {ticket.number}.",
+        f"It {en_what}. Reason: {reason}.",
+        "If you disagree or have new facts, please tell us.",
+    ]
+    return zh, en
 
 
 def urge_notice(

@@ -95,6 +95,15 @@ def _reply_to(ticket: NewTicket, email: EmailSettings) -> str | None:
     return mailbox.address if mailbox else None
 
 
+def _refusal_reason(ticket: NewTicket) -> str | None:
+    if ticket.status not in ("rejected", "invalid"):
+        return None
+    for event in ticket.events:
+        if event.kind in ("rejected", "invalid") and event.detail.get("reason"):
+            return str(event.detail["reason"])
+    return ticket.invalid_reason
+
+
 def queue_acknowledgements(
     conn: Connection, tickets: Sequence[NewTicket], email: EmailSettings, now: datetime
 ) -> int:
@@ -116,6 +125,9 @@ def queue_acknowledgements(
         # Their Message-ID: the acknowledgement threads under the mail it answers.
         detail: dict[str, Any] = {"in_reply_to": mail.message_id if mail else None}
         detail["reply_to"] = _reply_to(ticket, email)
+        # 不予受理 / 无效: the acknowledgement tells the complainant why (the seeds: "otherwise
+        # explain the reason"); the reason is the rule's configured text, no personal data.
+        detail["reason"] = _refusal_reason(ticket)
         number = ticket.number
         kind = NotificationKind.ACKNOWLEDGEMENT
         rows.append(_row(kind, f"ack:{number}", ids[number], number, address, domain, detail))

@@ -225,6 +225,7 @@ _STEPS: dict[str, str] = {
     "close": "closed",
     "close_abnormal": "closed",
     "reject": "rejected",
+    "rejected": "rejected",  # the router's 不予受理 (a configured rule)
     "invalid": "invalid",
     "mark_invalid": "invalid",
     "closed_on_contact": "resolved",

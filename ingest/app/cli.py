@@ -120,7 +120,7 @@ def check_config(config_path: Path | None) -> None:
     click.echo(
         f"config OK: {len(settings.departments)} departments,"
         f" {len(settings.categories)} categories,"
-        f" {len(settings.severity_rules)} severity rules; {store} + {mode}"
+        f" {len(settings.rules)} routing rules; {store} + {mode}"
     )
     for path, message in config_warnings(settings):
         click.echo(f"warning: {path}: {message}", err=True)
