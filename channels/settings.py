@@ -59,6 +59,8 @@ class ChannelSettings(RouterSettings):
                 outbound_configured=self.email.outbound is not None,
             )
         )
+        problems.extend(known.department("web.complaint_department", self.web.complaint_department))
+        problems.extend(known.department("web.feedback_department", self.web.feedback_department))
         addresses = [m.address for m in self.email.mailboxes]
         for index, mailbox in enumerate(self.email.mailboxes):
             where = f"email.mailboxes.{index}"

@@ -67,7 +67,8 @@ class TimeLimit:
 
     def __str__(self) -> str:
         amount = int(self.amount) if self.amount.is_integer() else self.amount
-        return f"{amount} {self.unit.value}"
+        unit = self.unit.value
+        return f"{amount} {unit[:-1] if amount == 1 else unit}"  # "1 working day", as parsed
 
     @classmethod
     def __get_pydantic_core_schema__(

@@ -341,3 +341,12 @@ def test_next_service_start_honours_holidays_and_adjusted_saturdays() -> None:
     assert cal.next_service_start(local(2026, 2, 14, 8)) == local(2026, 2, 14, 9)
     assert cal.next_service_start(local(2026, 2, 14, 18, 1)) == local(2026, 2, 24, 9)
     assert cal.next_service_start(local(2026, 2, 16, 10)) == local(2026, 2, 24, 9)
+
+
+@pytest.mark.parametrize(
+    "written", ["1 working day", "2 working days", "1 hour", "0.5 days", "30 minutes"]
+)
+def test_a_limit_reads_back_as_it_is_written(written: str) -> None:
+    # Shown in ticket JSON (clocks' time_limit) and events: "1 working day", not "1 ... days".
+    limit = TimeLimit.parse(written)
+    assert str(limit) == written and TimeLimit.parse(str(limit)) == limit

@@ -32,6 +32,7 @@ def _subject(text: str, limit: int = 60) -> str:
 
 def complaint_draft(
     form: ComplaintForm,
+    settings: ChannelSettings,
     *,
     key: str,
     received_at: datetime,
@@ -55,7 +56,11 @@ def complaint_draft(
         body=form.details,
         incident_at=form.incident_at,
         category=form.category,
-        first_contact=FirstContact(kind=FirstContactKind.WEB, id=FIRST_CONTACT_COMPLAINT),
+        first_contact=FirstContact(
+            kind=FirstContactKind.WEB,
+            id=FIRST_CONTACT_COMPLAINT,
+            department=settings.web.complaint_department,
+        ),
         attachments=attachments,
         raw_sha256=raw_sha256,
     )
@@ -99,7 +104,11 @@ def feedback_draft(
         ),
         subject=f"服务监督反馈：{ZH['rating_' + form.overall]}",
         body=feedback_body(form, settings),
-        first_contact=FirstContact(kind=FirstContactKind.WEB, id=FIRST_CONTACT_FEEDBACK),
+        first_contact=FirstContact(
+            kind=FirstContactKind.WEB,
+            id=FIRST_CONTACT_FEEDBACK,
+            department=settings.web.feedback_department,
+        ),
         attachments=attachments,
         raw_sha256=raw_sha256,
     )

@@ -118,6 +118,14 @@ class WebSettings(Section):
         "not tell a wrong number from a wrong contact",
     )
     feedback_aspects: tuple[FeedbackAspect, ...] = _DEFAULT_ASPECTS
+    # First contact (首问负责制): the department whose desk reads what the forms bring in and
+    # owns it until it is answered; None: no department is named for web intake.
+    complaint_department: str | None = Field(
+        default=None, description="first-contact department of the complaint form"
+    )
+    feedback_department: str | None = Field(
+        default=None, description="first-contact department of the supervision feedback form"
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> WebSettings:

@@ -183,7 +183,12 @@ class Submissions:
         draft: TicketDraft
         if isinstance(checked, forms.ComplaintForm):
             draft = drafts.complaint_draft(
-                checked, key=key, received_at=now, attachments=attachments, raw_sha256=raw_sha256
+                checked,
+                self.settings,
+                key=key,
+                received_at=now,
+                attachments=attachments,
+                raw_sha256=raw_sha256,
             )
         else:
             draft = drafts.feedback_draft(
