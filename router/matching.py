@@ -22,6 +22,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import ahocorasick
 import opencc
@@ -38,7 +39,32 @@ CLAUSE_BREAKS = frozenset('.,;:!?。、｡､()[]{}【】〔〕《》〈〉「�
 _T2S = opencc.OpenCC("t2s")
 
 
+def _changing_characters() -> frozenset[str] | None:
+    """Every character the t2s tables can change; None when the tables are not where the
+    package keeps them (then every text is converted). The conversion is pure Python and the
+    router's costliest step, while most complaints hold no traditional character at all."""
+    folder = Path(opencc.__file__).parent / "dictionary"
+    found: set[str] = set()
+    try:
+        for name in ("TSPhrases.txt", "TSCharacters.txt"):
+            for line in (folder / name).read_text(encoding="utf-8").splitlines():
+                key, _, values = line.partition("\t")
+                for value in values.split(" "):
+                    if len(value) == len(key):
+                        found.update(k for k, v in zip(key, value, strict=True) if k != v)
+                    else:
+                        found.update(key)
+    except OSError:
+        return None
+    return frozenset(found)
+
+
+_CHANGING = _changing_characters()
+
+
 def _simplified(text: str) -> str:
+    if _CHANGING is not None and _CHANGING.isdisjoint(text):
+        return text
     converted: str = _T2S.convert(text)
     if len(converted) == len(text):
         return converted

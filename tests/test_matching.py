@@ -202,3 +202,27 @@ def test_english_negation_reaches_the_next_word_only() -> None:
     when = {"text": {"any_of": ["will complain"]}}
     assert _holds(when, _draft("If it is not fixed I will complain to the mayor."))
     assert not _holds({"text": {"any_of": ["injured"]}}, _draft("No one was injured."))
+
+
+def test_the_traditional_check_changes_nothing_the_full_conversion_would_not() -> None:
+    """Texts without a character the t2s tables change skip the (slow) conversion; with one
+    they are converted. Both must equal converting every text."""
+    from router import matching
+
+    texts = ["國際漫遊費用太高", "一目瞭然", "上鍊的錶", "停水三天了", "乾淨的水", "没有人受伤"]
+    for path in sorted(
+        (Path(__file__).parent / "fixtures" / "router_labelled").glob("*.cases.yaml")
+    ):
+        cases = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for case in cases if isinstance(cases, list) else cases.get("cases", []):
+            texts.append(f"{case.get('subject', '')}\n{case.get('body', '')}")
+    assert len(texts) > 150 and matching._CHANGING, "the tables were read"
+
+    def converted(text: str) -> str:
+        whole = str(matching._T2S.convert(text))
+        if len(whole) == len(text):
+            return whole
+        return "".join(str(matching._T2S.convert(c)) if matching._HAN.match(c) else c for c in text)
+
+    assert [matching._simplified(t) for t in texts] == [converted(t) for t in texts]
+    assert matching._simplified("國際漫遊") == "国际漫游"
