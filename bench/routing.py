@@ -5,7 +5,7 @@ many of the labelled cases it decides as labelled.
 
 Each organisation is a config (the shipped ``config.yaml`` for the water utility; a telecom
 operator, a bank, a power company on 95598 and the service centre of the English web page in
-tests/fixtures/router_labelled/) and a file of labelled cases there. The cases go
+examples/) and a file of labelled cases in tests/fixtures/router_labelled/. The cases go
 through the router (router/rules.py) with drafts as the channels make them; the same set is
 asserted by tests/test_router_labelled.py.
 """
@@ -38,10 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 LABELLED = ROOT / "tests" / "fixtures" / "router_labelled"
 ORGANISATIONS = {
     "water": ROOT / "config.yaml",
-    "telecom": LABELLED / "telecom.config.yaml",
-    "bank": LABELLED / "bank.config.yaml",
-    "service": LABELLED / "service.config.yaml",
-    "power": LABELLED / "power.config.yaml",
+    "telecom": ROOT / "examples" / "telecom.yaml",
+    "bank": ROOT / "examples" / "bank.yaml",
+    "service": ROOT / "examples" / "service.yaml",
+    "power": ROOT / "examples" / "power.yaml",
 }
 FIELDS = ("category", "department", "severity", "valid", "accepted")
 ZONE = ZoneInfo("Asia/Shanghai")
