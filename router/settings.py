@@ -125,6 +125,38 @@ class RepeatSettings(Section):
         return timedelta(**{unit[self.window.unit]: self.window.amount})
 
 
+class BatchArea(Section):
+    """A place complaints name (a residential compound, a street, a district): complaints of
+    one category naming the same area can be a batch."""
+
+    name: str = Field(min_length=1, max_length=64)
+    keywords: tuple[str, ...] = Field(min_length=1)
+
+
+class BatchSettings(Section):
+    """批量投诉: ``min_complainants`` different complainants about one category in one area
+    within ``window`` become one batch, every member linked, severity at least ``severity``,
+    the coordinating office told once; a later member joins the open batch."""
+
+    enabled: bool = True
+    min_complainants: int = Field(default=3, ge=2, le=1000)
+    window: TimeLimit = TimeLimit.parse("24 hours")
+    severity: Severity = Severity.IMPORTANT
+    areas: tuple[BatchArea, ...] = ()
+
+    @field_validator("window")
+    @classmethod
+    def _elapsed_time(cls, value: TimeLimit) -> TimeLimit:
+        if value.unit in (TimeUnit.WORKING_DAYS, TimeUnit.WORKING_HOURS):
+            raise ValueError("give the window in days, hours or minutes, not working time")
+        return value
+
+    @property
+    def window_delta(self) -> timedelta:
+        unit = {TimeUnit.DAYS: "days", TimeUnit.HOURS: "hours", TimeUnit.MINUTES: "minutes"}
+        return timedelta(**{unit[self.window.unit]: self.window.amount})
+
+
 class RouterSettings(Section):
     organisation: OrganisationSettings = OrganisationSettings()
     departments: tuple[Department, ...] = ()
@@ -135,6 +167,7 @@ class RouterSettings(Section):
     calendar: CalendarSettings = CalendarSettings()
     repeats: RepeatSettings = RepeatSettings()
     clocks: ClockSettings = ClockSettings()
+    batches: BatchSettings = BatchSettings()
 
     def department(self, key: str) -> Department:
         for department in self.departments:

@@ -36,8 +36,9 @@ class NotificationKind:
     SMS_RESULT = "sms_result"
     DISPATCH = "dispatch"  # 派单通知: a ticket was dispatched (or transferred) to a department
     CLOCK = "clock"  # a clock (时限) is due soon or breached
+    BATCH = "batch"  # 批量投诉: a batch was opened; the coordinating office is told once
 
-    MAIL = ("ack", "urge", "dispatch", "clock")
+    MAIL = ("ack", "urge", "dispatch", "clock", "batch")
     SMS = ("sms_ack", "sms_result")
 
 

@@ -41,6 +41,7 @@ from channels.email.acknowledgement import (
     DispatchFacts,
     TicketFacts,
     acknowledgement,
+    batch_notice,
     clock_notice,
     dispatch_notice,
     urge_notice,
@@ -415,6 +416,22 @@ class NotifyWorker:
                 breached=bool(due.detail.get("breached")),
                 now=now,
                 escalated_after=due.detail.get("escalated_after"),
+            )
+        if due.kind == NotificationKind.BATCH:
+            facts, _ = await self._runtime.database.write(
+                lambda conn: _ticket_facts(conn, due, now, link=False)
+            )
+            return batch_notice(
+                settings,
+                server,
+                recipient=due.recipient,
+                message_id=due.message_id,
+                department=str(due.detail.get("department") or ""),
+                ticket=facts,
+                batch=str(due.detail.get("batch") or ""),
+                area=str(due.detail.get("area") or ""),
+                members=int(due.detail.get("members") or 0),
+                now=now,
             )
         raise ValueError(f"unknown notification kind {due.kind!r}")
 

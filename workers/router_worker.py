@@ -21,13 +21,14 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
-from channels.email.notices import queue_acknowledgements
+from channels.email.notices import queue_acknowledgements, queue_batch_notice
 from channels.email.threads import Placed, place_mail
 from channels.sms.notices import queue_sms_acknowledgements
 from ingest.draft import TicketDraft
 from ingest.metrics import Metrics
 from ingest.queue import Delivery, QueueBackend, QueueUnavailable
 from ingest.queues import QueueNames
+from router.batches import BatchRule
 from router.calendar import WorkCalendar
 from router.clocks import ClockBook
 from router.complete import decision_events, intake_clocks
@@ -76,6 +77,7 @@ class RouterWorker:
         self._clock = clock
         self._queue_name = QueueNames(settings.broker.prefix).drafts
         self._timezone = ZoneInfo(settings.organisation.timezone)
+        self._batches = BatchRule(settings)
         # The router's segmenter knows every keyword the repeat rule needs: one per process.
         self._repeats = RepeatFinder.from_settings(settings, router.segmenter)
         self._settler = Settler(
@@ -279,6 +281,8 @@ class RouterWorker:
         insert_tickets(conn, created, now)
         queue_acknowledgements(conn, created, self._settings.email, now)
         queue_sms_acknowledgements(conn, created, self._settings.sms, self._timezone, now)
+        joined = self._batches.apply(conn, created, now)
+        queue_batch_notice(conn, joined, self._settings.departments, self._settings.email, now)
         return created
 
 

@@ -364,3 +364,54 @@ def clock_notice(
     en += ["", org.name_en]
     message.set_content("\n".join([*zh, "", "-" * 40, "", *en]) + "\n", charset="utf-8")
     return message
+
+
+BATCH_SUBJECT = "批量投诉 / Batch complaint"
+
+
+def batch_notice(
+    settings: ChannelSettings,
+    server: OutboundSmtp,
+    *,
+    recipient: str,
+    message_id: str,
+    department: str,
+    ticket: TicketFacts,
+    batch: str,
+    area: str,
+    members: int,
+    now: datetime,
+) -> EmailMessage:
+    """A batch (批量投诉) was opened: the coordinating office is told once, with the batch,
+    the place, how many complaints and the first member's number; nothing about the people."""
+    message = _message(
+        server,
+        recipient=recipient,
+        subject=f"[{ticket.number}] {BATCH_SUBJECT}: {area}",
+        message_id=message_id,
+        now=now,
+        auto="auto-generated",
+    )
+    name, name_en = _names(settings, department) or ("协调部门", "coordinating office")
+    handling, handling_en = _names(settings, ticket.department) or ("", "")
+    zh = [
+        f"{name}：",
+        "",
+        f"{area} 已有 {members} 位不同的投诉人就同一事项投诉，已合并为批量投诉 {batch}"
+        f"（首件 {ticket.number}，承办：{handling}），请按批量投诉紧急处理。",
+        "后续同类投诉将自动并入该批。投诉详情请登录投诉受理系统查看，本邮件不含投诉内容。",
+    ]
+    en = [
+        f"To the {name_en},",
+        "",
+        f"{members} different complainants have complained about the same matter in {area};"
+        f" their complaints are now batch {batch} (first {ticket.number}, handled by"
+        f" {handling_en}). Please treat it as urgent.",
+        "Later complaints of the same matter join the batch. Read the complaints in the"
+        " complaint system; this mail carries none of their content.",
+    ]
+    org = settings.organisation
+    zh += ["", org.name]
+    en += ["", org.name_en]
+    message.set_content("\n".join([*zh, "", "-" * 40, "", *en]) + "\n", charset="utf-8")
+    return message

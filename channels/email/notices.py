@@ -26,6 +26,7 @@ from sqlmodel import col
 
 from channels.email.settings import EmailSettings
 from ingest.draft import MailKind
+from router.batches import Joined
 from router.settings import Department, DepartmentRole
 from store.models import Event, Ticket
 from store.notification_models import Notification, NotificationKind
@@ -324,3 +325,37 @@ def queue_clock_notices(
             )
     # A row already there (an earlier sweep's overlap margin) is left as it is by enqueue.
     return enqueue(conn, NOTIFICATIONS, rows, now), newest
+
+
+def queue_batch_notice(
+    conn: Connection,
+    joined: Sequence[Joined],
+    departments: Sequence[Department],
+    email: EmailSettings,
+    now: datetime,
+) -> int:
+    """One ``batch`` row per batch opened in this transaction, to the coordinating office's
+    mailbox (``batch:<key>``: told once however often the router replays the batch)."""
+    office = next((d for d in departments if d.role is DepartmentRole.COORDINATING), None)
+    opened = [j for j in joined if j.opened]
+    if office is None or not office.email or not opened:
+        return 0
+    numbers = [j.numbers[0] for j in opened]
+    found = conn.execute(
+        select(col(Ticket.number), col(Ticket.id)).where(col(Ticket.number).in_(numbers))
+    )
+    ids: dict[str, int] = {n: i for n, i in found if i is not None}
+    domain = message_id_domain(email)
+    address = office.email.strip().lower()
+    rows = []
+    for batch in opened:
+        first = batch.numbers[0]
+        facts = {
+            "batch": batch.batch,
+            "area": batch.area,
+            "members": batch.members,
+            "department": office.key,
+        }
+        kind = NotificationKind.BATCH
+        rows.append(_row(kind, f"batch:{batch.batch}", ids[first], first, address, domain, facts))
+    return enqueue(conn, NOTIFICATIONS, rows, now)

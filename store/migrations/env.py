@@ -3,6 +3,7 @@
 from alembic import context
 from sqlmodel import SQLModel
 
+import store.batch_models
 import store.clock_models
 import store.imap_models
 import store.models
