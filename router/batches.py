@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlmodel import col
 
 from ingest.draft import TicketDraft
@@ -136,8 +136,11 @@ class BatchRule:
             if len({row.complainant for row in waiting}) < self._settings.min_complainants:
                 return None
             key = f"B{waiting[0].number}"
-            conn.execute(
-                insert(Batch).values(
+            # A competing router may open the same batch (the same first member) meanwhile:
+            # its row wins, and this one joins it instead of failing the whole transaction.
+            fresh = conn.execute(
+                upsert_insert(conn)(Batch)
+                .values(
                     key=key,
                     category=category,
                     area=area,
@@ -145,16 +148,21 @@ class BatchRule:
                     opened_at=now,
                     last_member_at=now,
                 )
-            )
-            members = 0
+                .on_conflict_do_nothing()
+                .returning(col(Batch.id))
+            ).first()
+            opened = fresh is not None
         else:
-            key, members = open_batch.key, open_batch.members
+            key = open_batch.key
         ticket_ids = [row.ticket_id for row in waiting]
-        members += len(ticket_ids)
         conn.execute(
             update(BatchCandidate)
             .where(col(BatchCandidate.ticket_id).in_(ticket_ids))
             .values(batch=key)
+        )
+        # Counted, not added up: a competing router may have linked some of the same members.
+        members = int(
+            conn.execute(select(func.count()).where(col(BatchCandidate.batch) == key)).scalar_one()
         )
         conn.execute(
             update(Batch).where(col(Batch.key) == key).values(members=members, last_member_at=now)

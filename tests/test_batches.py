@@ -139,3 +139,22 @@ async def test_the_batch_notice_is_mailed_to_the_office_without_the_people(stack
     assert "批量投诉" in mail.message["Subject"] and "滨江花园" in mail.message["Subject"]
     assert f"B{numbers[0]}" in mail.text and "3" in mail.text
     assert "139000000" not in mail.text and "异味" not in mail.text, "no person, no complaint"
+
+
+async def test_two_competing_routers_open_one_batch(stack: Stack) -> None:
+    from store.models import DeadLetter
+
+    with_office_mailbox(stack)
+    drafts = [call(f"+86139000000{i}") for i in range(50, 58)]
+    stack.start_router()
+    stack.start_router()
+    await stack.rt.handoff.submit_many(drafts)
+    assert await stack.drain(stop=True) == len(drafts)
+    async with stack.rt.database.sessions() as session:
+        batches = list((await session.execute(select(Batch))).scalars())
+        linked = (await session.execute(select(col(Ticket.batch)))).scalars().all()
+        dead = (await session.execute(select(DeadLetter))).scalars().all()
+    assert dead == []
+    assert len(batches) == 1 and batches[0].members == len(drafts)
+    assert set(linked) == {batches[0].key}
+    assert len(await batch_notices(stack)) == 1
