@@ -37,8 +37,9 @@ class NotificationKind:
     DISPATCH = "dispatch"  # 派单通知: a ticket was dispatched (or transferred) to a department
     CLOCK = "clock"  # a clock (时限) is due soon or breached
     BATCH = "batch"  # 批量投诉: a batch was opened; the coordinating office is told once
+    RESULT = "result"  # 反馈 by mail: the handling result to the complainant
 
-    MAIL = ("ack", "urge", "dispatch", "clock", "batch")
+    MAIL = ("ack", "urge", "dispatch", "clock", "batch", "result")
     SMS = ("sms_ack", "sms_result")
 
 

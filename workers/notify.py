@@ -44,14 +44,17 @@ from channels.email.acknowledgement import (
     batch_notice,
     clock_notice,
     dispatch_notice,
+    result_mail,
     urge_notice,
 )
 from channels.email.notices import (
     last_clock_event,
     last_dispatch_event,
+    last_result_mail_event,
     last_urge_event,
     queue_clock_notices,
     queue_dispatch_notices,
+    queue_result_mails,
     queue_urge_notices,
 )
 from channels.email.outbound import Delivery, send_mail
@@ -82,6 +85,7 @@ _MAX_PAUSE_SECONDS = 60.0
 class Sweep:
     urges_queued: int = 0
     sms_results_queued: int = 0
+    result_mails_queued: int = 0
     dispatches_queued: int = 0
     clock_notices_queued: int = 0
     replayed: int = 0
@@ -121,6 +125,7 @@ class NotifyWorker:
         self._owns_sms_client = sms_client is None
         self._sms_sender: SmsSender | None = None
         self._after_result: int | None = None
+        self._after_result_mail: int | None = None
         self._queue_name = runtime.names.notifications
         self._after_event: int | None = None
         self._after_dispatch: int | None = None
@@ -165,6 +170,7 @@ class NotifyWorker:
             ("prepare", self._prepare),
             ("urges", self._queue_urges),
             ("sms_results", self._queue_sms_results),
+            ("result_mails", self._queue_result_mails),
             ("dispatches", self._queue_dispatches),
             ("clocks", self._queue_clock_notices),
             ("replays", self._take_replays),
@@ -179,6 +185,7 @@ class NotifyWorker:
         await self._runtime.queue.declare(self._queue_name)
         self._after_event = await self._runtime.database.write(last_urge_event)
         self._after_result = await self._runtime.database.write(last_result_event)
+        self._after_result_mail = await self._runtime.database.write(last_result_mail_event)
         self._after_dispatch = await self._runtime.database.write(last_dispatch_event)
         self._after_clock = await self._runtime.database.write(last_clock_event)
         self._prepared = True
@@ -223,6 +230,14 @@ class NotifyWorker:
         )
         if report.clock_notices_queued:
             log.info("clock_notices_queued", count=report.clock_notices_queued)
+
+    async def _queue_result_mails(self, report: Sweep) -> None:
+        if not self._prepared:
+            return
+        now, after, email = self._clock(), self._after_result_mail or 0, self._email
+        report.result_mails_queued, self._after_result_mail = await self._runtime.database.write(
+            lambda conn: queue_result_mails(conn, email, after, now)
+        )
 
     async def _take_replays(self, report: Sweep) -> None:
         if not self._prepared:
@@ -416,6 +431,21 @@ class NotifyWorker:
                 breached=bool(due.detail.get("breached")),
                 now=now,
                 escalated_after=due.detail.get("escalated_after"),
+            )
+        if due.kind == NotificationKind.RESULT:
+            facts, _ = await self._runtime.database.write(
+                lambda conn: _ticket_facts(conn, due, now, link=False)
+            )
+            return result_mail(
+                settings,
+                server,
+                recipient=due.recipient,
+                message_id=due.message_id,
+                ticket=facts,
+                result=str(due.detail.get("result") or ""),
+                in_reply_to=due.detail.get("in_reply_to"),
+                reply_to=due.detail.get("reply_to"),
+                now=now,
             )
         if due.kind == NotificationKind.BATCH:
             facts, _ = await self._runtime.database.write(

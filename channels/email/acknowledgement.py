@@ -32,6 +32,7 @@ DISPATCH_SUBJECT = "派单通知 / New complaint for your department"
 DUE_SOON_SUBJECT = "时限预警 / Due soon"
 BREACHED_SUBJECT = "超时提醒 / Overdue"
 ESCALATED_SUBJECT = "超期未办结升级 / Unresolved, raised to major"
+RESULT_SUBJECT = "投诉处理结果 / The result of your complaint"
 # The clocks by the words staff use (config: clocks.definitions); others show their name.
 CLOCK_NAMES = {
     "accept": ("受理", "acceptance"),
@@ -411,6 +412,62 @@ def batch_notice(
         " complaint system; this mail carries none of their content.",
     ]
     org = settings.organisation
+    zh += ["", org.name]
+    en += ["", org.name_en]
+    message.set_content("\n".join([*zh, "", "-" * 40, "", *en]) + "\n", charset="utf-8")
+    return message
+
+
+def result_mail(
+    settings: ChannelSettings,
+    server: OutboundSmtp,
+    *,
+    recipient: str,
+    message_id: str,
+    ticket: TicketFacts,
+    result: str,
+    in_reply_to: str | None,
+    reply_to: str | None,
+    now: datetime,
+) -> EmailMessage:
+    """The result fed back (反馈) by mail: what was done, and what to do if they disagree;
+    in the thread of their complaint when it came by mail."""
+    org = settings.organisation
+    message = _message(
+        server,
+        recipient=recipient,
+        subject=f"[{ticket.number}] {RESULT_SUBJECT}",
+        message_id=message_id,
+        now=now,
+        auto="auto-generated",
+    )
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
+        message["References"] = in_reply_to
+    if reply_to:
+        message["Reply-To"] = reply_to
+    zh = [
+        "您好：",
+        "",
+        f"您的投诉（编号 {ticket.number}）已办理，处理结果如下：",
+        "",
+        result,
+        "",
+        f"如对处理结果不满意，请回复本邮件或拨打服务热线 {org.hotline}，我们将重新办理。"
+        if reply_to
+        else f"如对处理结果不满意，请拨打服务热线 {org.hotline}，我们将重新办理。",
+    ]
+    en = [
+        "Dear complainant,",
+        "",
+        f"Your complaint {ticket.number} has been handled. The result (in Chinese above):",
+        "",
+        result,
+        "",
+        f"If you are not satisfied, reply to this mail or call our hotline {org.hotline}."
+        if reply_to
+        else f"If you are not satisfied, call our hotline {org.hotline}.",
+    ]
     zh += ["", org.name]
     en += ["", org.name_en]
     message.set_content("\n".join([*zh, "", "-" * 40, "", *en]) + "\n", charset="utf-8")

@@ -28,7 +28,7 @@ from channels.email.settings import EmailSettings
 from ingest.draft import MailKind
 from router.batches import Joined
 from router.settings import Department, DepartmentRole
-from store.models import Event, Ticket
+from store.models import Complainant, Event, Ticket
 from store.notification_models import Notification, NotificationKind
 from store.notification_outbox import NOTIFICATIONS
 from store.outbox import enqueue, new_events, newest_event_id
@@ -359,3 +359,73 @@ def queue_batch_notice(
         kind = NotificationKind.BATCH
         rows.append(_row(kind, f"batch:{batch.batch}", ids[first], first, address, domain, facts))
     return enqueue(conn, NOTIFICATIONS, rows, now)
+
+
+# The feedback channels staff record that mean "we told them by mail".
+MAIL_FEEDBACK = frozenset({"email", "mail", "邮件", "电子邮件"})
+
+
+def last_result_mail_event(conn: Connection) -> int:
+    """Where the result sweep starts after a restart: the event of the newest result mail."""
+    detail = conn.execute(
+        select(col(Notification.detail))
+        .where(col(Notification.kind) == NotificationKind.RESULT)
+        .order_by(col(Notification.id).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return int((detail or {}).get("event_id", 0))
+
+
+def _feedback_result(conn: Connection, ticket_id: int, feedback: dict[str, Any]) -> str:
+    """The feedback's own ``message``, else the handling result."""
+    message = feedback.get("message")
+    if isinstance(message, str) and message.strip():
+        return message.strip()
+    handled = conn.execute(
+        select(col(Event.detail))
+        .where(col(Event.ticket_id) == ticket_id, col(Event.kind) == "handle")
+        .order_by(col(Event.id).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return str((handled or {}).get("result") or "已办理完毕 (handled)")
+
+
+def queue_result_mails(
+    conn: Connection, email: EmailSettings, after_event_id: int, now: datetime
+) -> tuple[int, int]:
+    """A ``result`` row for each new feedback given by mail to a complainant with an address;
+    returns (rows queued, newest event id seen). Threads under the acknowledgement's thread
+    (the complainant's own mail) when there was one."""
+    newest = newest_event_id(conn)
+    queued = (
+        select(col(Notification.id))
+        .where(col(Notification.dedupe_key) == literal("result:") + cast(col(Event.id), String))
+        .exists()
+    )
+    events = new_events(
+        "feedback", after_event_id, newest, col(Complainant.email), col(Complainant.anonymous)
+    ).outerjoin(Complainant, col(Complainant.id) == col(Ticket.complainant_id))
+    domain = message_id_domain(email)
+    rows = []
+    for event in conn.execute(events.where(~queued)).all():
+        detail = dict(event.detail or {})
+        if str(detail.get("channel", "")).strip().lower() not in MAIL_FEEDBACK:
+            continue
+        address = (event.email or "").strip().lower()
+        if event.anonymous or "@" not in address or email.is_ours(address):
+            continue
+        ack = conn.execute(
+            select(col(Notification.detail)).where(
+                col(Notification.dedupe_key) == f"ack:{event.number}"
+            )
+        ).scalar_one_or_none()
+        facts = {
+            "event_id": event.event_id,
+            "result": _feedback_result(conn, event.ticket_id, detail),
+            "in_reply_to": (ack or {}).get("in_reply_to"),
+            "reply_to": (ack or {}).get("reply_to"),
+        }
+        key = f"result:{event.event_id}"
+        kind = NotificationKind.RESULT
+        rows.append(_row(kind, key, event.ticket_id, event.number, address, domain, facts))
+    return enqueue(conn, NOTIFICATIONS, rows, now), newest
