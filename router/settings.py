@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 
 from ingest.organisation import OrganisationSettings
 from ingest.references import KnownKeys
-from ingest.sections import Section
+from ingest.sections import Section, env_secret
 from router.clock_settings import ClockSettings
 from router.rule_language import Negation, Rule
 from router.timelimit import TimeLimit, TimeUnit
@@ -24,6 +24,19 @@ class DepartmentRole(StrEnum):
     DISCIPLINE = "discipline"  # 纪检监察室: misconduct complaints, never the accused department
 
 
+class DepartmentWebhook(Section):
+    """The department's own work-order system: each ticket dispatched to the department is
+    POSTed there as JSON, signed (ingest/signing.py) with the secret in ``secret_env``."""
+
+    url: str = Field(pattern=r"^https?://")
+    secret_env: str | None = None
+    secret: str | None = Field(default=None, min_length=16)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    def key(self) -> str | None:
+        return env_secret(self.secret_env, self.secret)
+
+
 class Department(Section):
     key: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name: str
@@ -32,6 +45,7 @@ class Department(Section):
     email: str | None = Field(
         default=None, max_length=320, description="where urges (催办) and reminders are sent"
     )
+    webhook: DepartmentWebhook | None = None
 
 
 class Category(Section):

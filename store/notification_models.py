@@ -39,8 +39,11 @@ class NotificationKind:
     BATCH = "batch"  # 批量投诉: a batch was opened; the coordinating office is told once
     RESULT = "result"  # 反馈 by mail: the handling result to the complainant
 
+    WORK_ORDER = "work_order"  # a dispatch POSTed to the department's own work-order system
+
     MAIL = ("ack", "urge", "dispatch", "clock", "batch", "result")
     SMS = ("sms_ack", "sms_result")
+    WEBHOOK = ("work_order",)
 
 
 class NotificationStatus(RowStatus):

@@ -187,19 +187,26 @@ async def add_event(session: AsyncSession, ticket: Ticket, event: NewEvent, at: 
     )
 
 
-async def confidential_keys(session: AsyncSession, source_keys: Sequence[str]) -> set[str]:
-    """Source keys of referral orders whose complainant asked to stay confidential (是否保密)."""
+def confidential_sources(conn: Connection, source_keys: Sequence[str]) -> set[str]:
+    """Source keys of referral orders whose complainant asked to stay confidential (是否保密);
+    call inside ``Database.write``."""
     from store.referral_models import ReferralOrderRecord
 
     if not source_keys:
         return set()
-    rows = await session.execute(
+    rows = conn.execute(
         select(col(ReferralOrderRecord.source_key)).where(
             col(ReferralOrderRecord.source_key).in_(list(source_keys)),
             col(ReferralOrderRecord.confidential).is_(True),
         )
     )
     return set(rows.scalars())
+
+
+async def confidential_keys(session: AsyncSession, source_keys: Sequence[str]) -> set[str]:
+    """:func:`confidential_sources` for a session."""
+    keys = list(source_keys)
+    return await session.run_sync(lambda sync: confidential_sources(sync.connection(), keys))
 
 
 async def ticket_json(

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from functools import partial
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -64,6 +65,8 @@ from channels.sms.notices import last_result_event, queue_sms_results
 from channels.sms.providers import SmsMessage, SmsSender, sender_for
 from channels.sms.texts import local_deadline, progress_line, render
 from channels.web.progress import issue_link
+from channels.workorder.notices import last_work_order_event, queue_work_orders
+from channels.workorder.sender import post_work_order
 from store.db import is_outage
 from store.models import Complainant, Ticket
 from store.notification_models import NotificationKind
@@ -86,6 +89,7 @@ class Sweep:
     urges_queued: int = 0
     sms_results_queued: int = 0
     result_mails_queued: int = 0
+    work_orders_queued: int = 0
     dispatches_queued: int = 0
     clock_notices_queued: int = 0
     replayed: int = 0
@@ -120,12 +124,14 @@ class NotifyWorker:
         self._clock = clock
         self._environ = environ
         self._sms = runtime.settings.sms
+        self._departments = runtime.settings.departments
         self._zone = ZoneInfo(runtime.settings.organisation.timezone)
         self._sms_client = sms_client
         self._owns_sms_client = sms_client is None
         self._sms_sender: SmsSender | None = None
         self._after_result: int | None = None
         self._after_result_mail: int | None = None
+        self._after_work_order: int | None = None
         self._queue_name = runtime.names.notifications
         self._after_event: int | None = None
         self._after_dispatch: int | None = None
@@ -171,11 +177,13 @@ class NotifyWorker:
             ("urges", self._queue_urges),
             ("sms_results", self._queue_sms_results),
             ("result_mails", self._queue_result_mails),
+            ("work_orders", self._queue_work_orders),
             ("dispatches", self._queue_dispatches),
             ("clocks", self._queue_clock_notices),
             ("replays", self._take_replays),
             ("deliver", self._deliver),
             ("deliver_sms", self._deliver_sms),
+            ("deliver_work_orders", self._deliver_work_orders),
         ]
         return report if await self._steps.run(steps, report, strict=strict) else None
 
@@ -186,6 +194,7 @@ class NotifyWorker:
         self._after_event = await self._runtime.database.write(last_urge_event)
         self._after_result = await self._runtime.database.write(last_result_event)
         self._after_result_mail = await self._runtime.database.write(last_result_mail_event)
+        self._after_work_order = await self._runtime.database.write(last_work_order_event)
         self._after_dispatch = await self._runtime.database.write(last_dispatch_event)
         self._after_clock = await self._runtime.database.write(last_clock_event)
         self._prepared = True
@@ -239,6 +248,43 @@ class NotifyWorker:
             lambda conn: queue_result_mails(conn, email, after, now)
         )
 
+    async def _queue_work_orders(self, report: Sweep) -> None:
+        if not self._prepared:
+            return
+        now, after, departments = self._clock(), self._after_work_order or 0, self._departments
+        report.work_orders_queued, self._after_work_order = await self._runtime.database.write(
+            lambda conn: queue_work_orders(conn, departments, after, now)
+        )
+
+    async def _deliver_work_orders(self, report: Sweep) -> None:
+        hooks = {d.key: d.webhook for d in self._departments if d.webhook is not None}
+        if not hooks:
+            return
+        client = self._http()
+        now = self._clock()
+        lease = timedelta(seconds=self._outbox.lease_seconds)
+        limit = self._outbox.batch_size
+        kinds = NotificationKind.WEBHOOK
+        due = await self._runtime.database.write(
+            lambda conn: claim_due(conn, NOTIFICATIONS, now, lease=lease, limit=limit, kinds=kinds)
+        )
+
+        async def send(item: DueNotification) -> AttemptOutcome:
+            hook = hooks.get(item.recipient)
+            if hook is None:
+                detail = "the department has no webhook any more"
+                return AttemptOutcome(False, permanent=True, detail=detail)
+            order = await self._runtime.database.write(lambda conn: _work_order(conn, item))
+            return await post_work_order(client, hook, order, self._clock)
+
+        await self._send_all(due, send, report)
+
+    def _http(self) -> httpx.AsyncClient:
+        """One client for every HTTP delivery (SMS gateway, work-order systems), kept open."""
+        if self._sms_client is None:
+            self._sms_client = httpx.AsyncClient()
+        return self._sms_client
+
     async def _take_replays(self, report: Sweep) -> None:
         if not self._prepared:
             return
@@ -282,9 +328,7 @@ class NotifyWorker:
         if not self._sms.enabled:
             return
         if self._sms_sender is None:
-            if self._sms_client is None:
-                self._sms_client = httpx.AsyncClient()
-            self._sms_sender = sender_for(self._sms, self._sms_client, self._clock)
+            self._sms_sender = sender_for(self._sms, self._http(), self._clock)
         sender = self._sms_sender
         if sender is None:
             return
@@ -552,3 +596,41 @@ def _dispatch_facts(
         complainant_phone=None if hide else row.phone,
     )
     return facts, matter
+
+
+def _work_order(conn: Connection, due: DueNotification) -> dict[str, Any]:
+    """The order as the department's system receives it: the ticket as it is now, and the
+    person only when they did not ask for confidentiality (a row without the mark is
+    treated as confidential)."""
+    row = conn.execute(
+        select(
+            col(Ticket.number),
+            col(Ticket.category),
+            col(Ticket.severity),
+            col(Ticket.status),
+            col(Ticket.due_at),
+            col(Ticket.subject),
+            col(Ticket.body),
+            col(Complainant.name),
+            col(Complainant.phone),
+            col(Complainant.email),
+        )
+        .outerjoin(Complainant, col(Complainant.id) == col(Ticket.complainant_id))
+        .where(col(Ticket.id) == due.ticket_id)
+    ).one()
+    due_at = as_utc(row.due_at)
+    order: dict[str, Any] = {
+        "id": due.message_id,
+        "number": row.number,
+        "department": due.detail.get("department"),
+        "dispatched_at": due.detail.get("dispatched_at"),
+        "category": row.category,
+        "severity": row.severity,
+        "status": row.status,
+        "due_at": due_at.isoformat().replace("+00:00", "Z") if due_at else None,
+        "subject": row.subject,
+        "body": row.body,
+    }
+    if not due.detail.get("confidential", True):
+        order["complainant"] = {"name": row.name, "phone": row.phone, "email": row.email}
+    return order

@@ -32,8 +32,7 @@ from store.models import Complainant, Event, Ticket
 from store.notification_models import Notification, NotificationKind
 from store.notification_outbox import NOTIFICATIONS
 from store.outbox import enqueue, new_events, newest_event_id
-from store.referral_models import ReferralOrderRecord
-from store.tickets import NewTicket, event_time
+from store.tickets import NewTicket, confidential_sources, event_time
 
 # An urge older than this when the sweep first sees it is history (a worker deployed on an
 # existing database, or one down for a week): a notice now would only confuse the department.
@@ -220,7 +219,7 @@ def queue_dispatch_notices(
             col(Event.at) >= now - URGE_MAX_AGE, ~noticed
         )
     ).all()
-    confidential = _confidential(conn, [e.source_key for e in found])
+    confidential = confidential_sources(conn, [e.source_key for e in found])
     domain = message_id_domain(email)
     rows = []
     for event in found:
@@ -246,19 +245,6 @@ def queue_dispatch_notices(
             )
         )
     return enqueue(conn, NOTIFICATIONS, rows, now), newest
-
-
-def _confidential(conn: Connection, source_keys: Sequence[str]) -> set[str]:
-    """Source keys of referral orders whose complainant asked to stay confidential (是否保密)."""
-    if not source_keys:
-        return set()
-    rows = conn.execute(
-        select(col(ReferralOrderRecord.source_key)).where(
-            col(ReferralOrderRecord.source_key).in_(list(source_keys)),
-            col(ReferralOrderRecord.confidential).is_(True),
-        )
-    )
-    return set(rows.scalars())
 
 
 # The SLA worker's marks (workers/sla.py): each tells the handling department and the

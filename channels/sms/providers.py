@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from channels.sms.settings import AliyunSettings, GatewaySettings, SmsProvider, SmsSettings
+from ingest.signing import signed_headers
 from store.outbox import AttemptOutcome
 
 Clock = Callable[[], datetime]
@@ -73,13 +74,7 @@ class GatewaySender:
             ensure_ascii=False,
             separators=(",", ":"),
         ).encode()
-        stamp = str(int(self._clock().timestamp()))
-        signature = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256)
-        headers = {
-            "Content-Type": "application/json; charset=utf-8",
-            "X-Shouli-Timestamp": stamp,
-            "X-Shouli-Signature": f"sha256={signature.hexdigest()}",
-        }
+        headers = signed_headers(secret, body, self._clock())
         try:
             response = await self._client.post(
                 self._settings.url,
