@@ -303,7 +303,9 @@ async def test_feedback_by_sms_sends_the_result_once_however_often_it_is_swept(
                 await worker.close()
 
     assert [r.kind for r in await rows(stack)] == ["sms_ack", "sms_result"]
-    results = [b for b in map(verify_gateway_signature, receiver.received) if b["kind"] == "result"]
+    bodies = [verify_gateway_signature(r) for r in receiver.received]
+    assert [b["kind"] for b in bodies].count("ack") == 1, "two workers, one acknowledgement"
+    results = [b for b in bodies if b["kind"] == "result"]
     assert len(results) == 1
     assert "已更换破损水表" in results[0]["text"] and number in results[0]["text"]
     assert "96116" in results[0]["text"], "where to turn if they disagree"
