@@ -9,7 +9,7 @@ idempotent on the same key).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
@@ -37,13 +37,22 @@ class EdgeDecision(Generic[A]):
 
 
 async def decide_then_hand_off(
-    runtime: Runtime, decide: Callable[[Connection], EdgeDecision[A]]
+    runtime: Runtime,
+    decide: Callable[[Connection], EdgeDecision[A]],
+    *,
+    durable: Awaitable[object] | None = None,
+    undo: Callable[[], Awaitable[None]] | None = None,
 ) -> EdgeDecision[A]:
     """Run ``decide`` in one store transaction, then hand its draft off.
 
     An ``IntegrityError`` means a concurrent request with the same key decided first: the
     one retry finds its answer. If the hand-off raises (answer 503), the retry finds the
     reservation and publishes again; the router is idempotent on the key.
+
+    ``durable``: what must be stored before the draft may be handed off (the raw original,
+    written while ``decide`` runs). ``undo``: what to take back when that or the hand-off
+    fails after ``decide`` committed (a replay guard's claim, so the sender's retry is not
+    taken for a replay).
     """
     for attempt in range(2):
         try:
@@ -52,8 +61,15 @@ async def decide_then_hand_off(
         except IntegrityError:
             if attempt:
                 raise
-    if decision.draft is not None:
-        await runtime.handoff.submit(decision.draft)
+    try:
+        if durable is not None:
+            await durable
+        if decision.draft is not None:
+            await runtime.handoff.submit(decision.draft)
+    except BaseException:
+        if undo is not None:
+            await undo()
+        raise
     return decision
 
 
