@@ -32,7 +32,6 @@ from channels.hotline.records import (
     CallContext,
     CallRecord,
     call_draft,
-    normalise_account,
     record_problems,
 )
 from channels.hotline.settings import HotlineAgent, HotlineSettings
@@ -40,7 +39,8 @@ from ingest.bodies import openapi_body, read_model
 from ingest.http import ApiError, error_doc
 from ingest.runtime import Runtime
 from router.calendar import WorkCalendar
-from router.repeats import RepeatFinder
+from router.repeats import RepeatRule
+from router.rules import Router
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +93,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         region=hotline.default_region,
         calendar=WorkCalendar(settings.calendar, settings.organisation.timezone),
     )
-    finder = RepeatFinder.from_settings(settings, runtime.segmenter)
+    rule = RepeatRule.for_router(settings, Router(settings, runtime.segmenter))
     categories = frozenset(c.key for c in settings.categories)
 
     router = APIRouter()
@@ -144,13 +144,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             context=context,
             raw_sha256=raw_sha256,
         )
-        accepted = await accept_call(
-            runtime,
-            finder,
-            draft,
-            dissatisfied=record.dissatisfied,
-            account=normalise_account(record.account_number) if record.account_number else None,
-        )
+        accepted = await accept_call(runtime, rule, draft)
         if accepted.repeat_of_open or not accepted.new:
             response.status_code = 200
         log.info(

@@ -1,33 +1,25 @@
-"""Accepting a web complaint while the citizen waits: repeat of an open ticket, or a ticket of
-its own (重复投诉, issue 4 item 4: "the same rule serves email and web complainants by their
-contact").
+"""Accepting a web complaint while the citizen waits: the number the answer page shows.
 
-The hotline's way (``channels/hotline/accept.py``) with the rule of ``router/repeats.py``,
-for the complaint form only; one write transaction decides, so an answer is never half-stored
-and the same submission sent again (the same idempotency key) gets the same answer:
+The repeat decision (重复投诉) is the router's (``router.repeats``, for every channel); the
+form only asks it what it will be, so the answer can say "your complaint TS... is open and
+we have urged it" instead of giving a number that will never be a ticket. One write
+transaction answers, so the same submission sent again (the same idempotency key) gets the
+same answer:
 
-1. a submission already merged into an open ticket gets that ticket's number again;
+1. a submission the router already merged into an open ticket gets that ticket's number;
 2. a submission already reserved or made into a ticket keeps its number; the draft is
    published again if it never reached the router (as ``ingest.intake.accept`` does);
-3. a new submission that repeats an open ticket of the same complainant (the same E.164
-   phone or lower-cased e-mail address: the form's contact) about the same matter (the
-   category the citizen chose, or similar text) makes no ticket: an urge (催办) on the open
-   one, recorded with the inbound item that makes step 1 work. The ``notify`` worker tells
-   the department;
-4. otherwise a number is reserved for a new ticket, linked ``repeat_of`` the closed ticket it
-   repeats when there is one (writing again about a closed matter says the result did not
-   satisfy, as the router's ``apply_repeat_rule`` decides for e-mail), and the draft is
-   published after the commit.
-
-Only the contact identifies the complainant here, never an account line (户号：...) typed into
-the details: anyone can type anyone's account number. Anonymous drafts and drafts without a
-contact are never merged (the caller sends them to ``ingest.intake.accept``).
+3. a new submission the rule takes for a repeat of an open ticket gets that ticket's number
+   and dates and no number of its own; the draft is published and the router urges (催办)
+   the open ticket (the ``notify`` worker tells the department);
+4. otherwise a number is reserved for a new ticket, with the closed ticket the router will
+   link it to, and the draft is published after the commit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -38,45 +30,36 @@ from sqlmodel import col
 from ingest.draft import TicketDraft
 from ingest.intake import EdgeDecision, decide_then_hand_off
 from ingest.runtime import Runtime
-from router.repeats import (
-    Probe,
-    RepeatFinder,
-    RepeatFinding,
-    merged_into,
-    record_repeat_contact,
-)
+from router.repeats import RepeatRule, can_repeat
+from router.rules import Router
 from store.intake import is_known, reserve_number
 from store.models import Ticket
 from store.numbering import period_of
 from store.tickets import as_utc
 
+__all__ = ["WebAccepted", "accept_complaint", "can_repeat", "repeat_rule"]
+
 log = structlog.get_logger(__name__)
 
 
-def repeat_finder(runtime: Runtime) -> RepeatFinder:
-    """The repeat rule for the form, with the process's one segmenter (``Runtime.segmenter``),
-    which the hotline edge and the router worker share."""
-    return RepeatFinder.from_settings(runtime.settings, runtime.segmenter)
-
-
-def can_repeat(draft: TicketDraft) -> bool:
-    """Whether the repeat rule applies: a named complainant who left a phone or an e-mail."""
-    complainant = draft.complainant
-    return not complainant.anonymous and bool(complainant.phone or complainant.email)
+def repeat_rule(runtime: Runtime) -> RepeatRule:
+    """The router's repeat rule, with the process's one segmenter (``Runtime.segmenter``)."""
+    settings = runtime.settings
+    return RepeatRule.for_router(settings, Router(settings, runtime.segmenter))
 
 
 @dataclass(frozen=True)
 class WebAccepted:
     number: str
-    new: bool  # a new ticket (answer 201); False: sent before, or merged (200)
-    repeat_of_open: bool = False  # merged into this open ticket (no new ticket)
+    new: bool  # a new ticket (answer 201); False: sent before, or a repeat (200)
+    repeat_of_open: bool = False  # a repeat of this open ticket (no new ticket)
     repeat_of: str | None = None  # the new ticket repeats this closed one
-    # Merged: the open ticket's own times, for an answer that tells the truth about it.
+    # A repeat: the open ticket's own times, for an answer that tells the truth about it.
     received_at: datetime | None = None
     due_at: datetime | None = None
 
 
-def _merged(conn: Connection, number: str) -> WebAccepted:
+def _open(conn: Connection, number: str) -> WebAccepted:
     row = conn.execute(
         select(col(Ticket.received_at), col(Ticket.due_at)).where(col(Ticket.number) == number)
     ).first()
@@ -89,18 +72,9 @@ def _merged(conn: Connection, number: str) -> WebAccepted:
     )
 
 
-def _closed_link(finding: RepeatFinding) -> tuple[str | None, tuple[str, ...]]:
-    """``repeat_of`` and the note saying why (no personal data: the rule and the contact kind)."""
-    closed = finding.closed
-    if closed is None:
-        return None, ()
-    number = closed.ticket.number
-    return number, (f"repeat_after_closure: wrote again about {number} ({closed.why})",)
-
-
 async def accept_complaint(
     runtime: Runtime,
-    finder: RepeatFinder,
+    rule: RepeatRule,
     draft: TicketDraft,
     *,
     clock: Callable[[], datetime],
@@ -108,30 +82,19 @@ async def accept_complaint(
     """Call only for a draft :func:`can_repeat` allows; others go to ``ingest.intake.accept``."""
     settings = runtime.settings.organisation
     period = period_of(settings.number_prefix, draft.received_at, ZoneInfo(settings.timezone))
-    # By the contact alone (see the module docstring), with the category the citizen chose.
-    probe = replace(Probe.from_draft(draft), account=None)
     key = draft.idempotency_key
 
     def decide(conn: Connection) -> EdgeDecision[WebAccepted]:
-        merged = merged_into(conn, *key)
-        if merged is not None:
-            return EdgeDecision(_merged(conn, merged))
-        known = is_known(conn, key)
-        finding = finder.find(conn, probe)
-        now = clock()
-        if not known and finding.open is not None:
-            record_repeat_contact(conn, finding.open, draft, now=now)
-            return EdgeDecision(_merged(conn, finding.open.ticket.number), why=finding.open.why)
-        repeat_of, notes = _closed_link(finding)
+        answer = rule.answer(conn, draft)
+        if answer.open is not None and not is_known(conn, key):
+            return EdgeDecision(_open(conn, answer.open), draft)
         number, new, made = reserve_number(
-            conn, channel=key[0], source_key=key[1], period=period, now=now
+            conn, channel=key[0], source_key=key[1], period=period, now=clock()
         )
-        ready = draft.model_copy(
-            update={"number": number, "repeat_of": repeat_of, "notes": (*draft.notes, *notes)}
-        )
-        return EdgeDecision(WebAccepted(number, new, repeat_of=repeat_of), None if made else ready)
+        ready = None if made else draft.model_copy(update={"number": number})
+        return EdgeDecision(WebAccepted(number, new, repeat_of=answer.repeat_of), ready)
 
-    decision = await decide_then_hand_off(runtime, decide)
-    if decision.why is not None:
-        log.info("web_repeat_merged", number=decision.accepted.number, why=decision.why)
-    return decision.accepted
+    accepted = (await decide_then_hand_off(runtime, decide)).accepted
+    if accepted.repeat_of_open:
+        log.info("web_repeat_answered", number=accepted.number)
+    return accepted
