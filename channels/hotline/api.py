@@ -5,7 +5,8 @@ Answers:
 * 201 ``{"number"}``: a new ticket (with ``"repeat_of"`` when it repeats a closed one);
 * 200 ``{"number"}``: this call id was filed before, same number;
 * 200 ``{"number", "repeat_of_open": true}``: the caller already has an open ticket about the
-  same matter; no new ticket, an urge (催办) was added to that one;
+  same matter (the router's repeat rule, ``router.repeats``, asked): no new ticket, the
+  router adds an urge (催办) to that one;
 * 401 no or unknown token, 403 a token filing as another agent, 413 a body larger than
   ``http.max_json_body_bytes``, 422 field by field (``json_too_deep`` past
   ``http.max_json_depth``), 503 + Retry-After when the store or the queue is down (nothing
@@ -27,7 +28,6 @@ import structlog
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
-from channels.hotline.accept import accept_call
 from channels.hotline.records import (
     CallContext,
     CallRecord,
@@ -37,6 +37,7 @@ from channels.hotline.records import (
 from channels.hotline.settings import HotlineAgent, HotlineSettings
 from ingest.bodies import openapi_body, read_model
 from ingest.http import ApiError, error_doc
+from ingest.intake import accept
 from ingest.runtime import Runtime
 from router.calendar import WorkCalendar
 from router.repeats import RepeatRule
@@ -144,7 +145,8 @@ def build_router(runtime: Runtime) -> APIRouter:
             context=context,
             raw_sha256=raw_sha256,
         )
-        accepted = await accept_call(runtime, rule, draft)
+        # The router decides whether the call repeats an open ticket; the agent is told now.
+        accepted = await accept(runtime, draft, repeats=rule.answer)
         if accepted.repeat_of_open or not accepted.new:
             response.status_code = 200
         log.info(

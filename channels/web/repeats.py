@@ -1,19 +1,11 @@
-"""Accepting a web complaint while the citizen waits: the number the answer page shows.
+"""The web form's repeat answer (重复投诉): what the answer page says about an open ticket.
 
-The repeat decision (重复投诉) is the router's (``router.repeats``, for every channel); the
-form only asks it what it will be, so the answer can say "your complaint TS... is open and
-we have urged it" instead of giving a number that will never be a ticket. One write
-transaction answers, so the same submission sent again (the same idempotency key) gets the
-same answer:
-
-1. a submission the router already merged into an open ticket gets that ticket's number;
-2. a submission already reserved or made into a ticket keeps its number; the draft is
-   published again if it never reached the router (as ``ingest.intake.accept`` does);
-3. a new submission the rule takes for a repeat of an open ticket gets that ticket's number
-   and dates and no number of its own; the draft is published and the router urges (催办)
-   the open ticket (the ``notify`` worker tells the department);
-4. otherwise a number is reserved for a new ticket, with the closed ticket the router will
-   link it to, and the draft is published after the commit.
+The decision is the router's (``router.repeats``, for every channel). The form asks it what
+it will be through ``ingest.intake.accept`` (one transaction with the reservation), so a
+complaint about the same matter as the complainant's open ticket is answered with that
+ticket's number, and with that ticket's own dates: its promise to accept and its deadline,
+not a new ticket's. Only a named complainant with a phone or an e-mail (:func:`can_repeat`)
+is asked about; the router never merges the others either.
 """
 
 from __future__ import annotations
@@ -21,25 +13,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
-import structlog
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 from sqlmodel import col
 
 from ingest.draft import TicketDraft
-from ingest.intake import EdgeDecision, decide_then_hand_off
+from ingest.intake import accept
 from ingest.runtime import Runtime
 from router.repeats import RepeatRule, can_repeat
 from router.rules import Router
-from store.intake import is_known, reserve_number
 from store.models import Ticket
-from store.numbering import period_of
 from store.tickets import as_utc
 
 __all__ = ["WebAccepted", "accept_complaint", "can_repeat", "repeat_rule"]
-
-log = structlog.get_logger(__name__)
 
 
 def repeat_rule(runtime: Runtime) -> RepeatRule:
@@ -59,19 +45,6 @@ class WebAccepted:
     due_at: datetime | None = None
 
 
-def _open(conn: Connection, number: str) -> WebAccepted:
-    row = conn.execute(
-        select(col(Ticket.received_at), col(Ticket.due_at)).where(col(Ticket.number) == number)
-    ).first()
-    return WebAccepted(
-        number,
-        new=False,
-        repeat_of_open=True,
-        received_at=as_utc(row.received_at) if row else None,
-        due_at=as_utc(row.due_at) if row else None,
-    )
-
-
 async def accept_complaint(
     runtime: Runtime,
     rule: RepeatRule,
@@ -80,21 +53,21 @@ async def accept_complaint(
     clock: Callable[[], datetime],
 ) -> WebAccepted:
     """Call only for a draft :func:`can_repeat` allows; others go to ``ingest.intake.accept``."""
-    settings = runtime.settings.organisation
-    period = period_of(settings.number_prefix, draft.received_at, ZoneInfo(settings.timezone))
-    key = draft.idempotency_key
-
-    def decide(conn: Connection) -> EdgeDecision[WebAccepted]:
-        answer = rule.answer(conn, draft)
-        if answer.open is not None and not is_known(conn, key):
-            return EdgeDecision(_open(conn, answer.open), draft)
-        number, new, made = reserve_number(
-            conn, channel=key[0], source_key=key[1], period=period, now=clock()
-        )
-        ready = None if made else draft.model_copy(update={"number": number})
-        return EdgeDecision(WebAccepted(number, new, repeat_of=answer.repeat_of), ready)
-
-    accepted = (await decide_then_hand_off(runtime, decide)).accepted
-    if accepted.repeat_of_open:
-        log.info("web_repeat_answered", number=accepted.number)
-    return accepted
+    accepted = await accept(runtime, draft, repeats=rule.answer, clock=clock)
+    if not accepted.repeat_of_open:
+        return WebAccepted(accepted.number, accepted.new, repeat_of=accepted.repeat_of)
+    async with runtime.database.sessions() as session:
+        row = (
+            await session.execute(
+                select(col(Ticket.received_at), col(Ticket.due_at)).where(
+                    col(Ticket.number) == accepted.number
+                )
+            )
+        ).first()
+    return WebAccepted(
+        accepted.number,
+        new=False,
+        repeat_of_open=True,
+        received_at=as_utc(row.received_at) if row else None,
+        due_at=as_utc(row.due_at) if row else None,
+    )
