@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from ingest.draft import TicketDraft, utc_iso
-from store.models import Attachment, Complainant, Event, InboundItem, Ticket
+from store.models import Attachment, Complainant, Event, InboundItem, IntakeNumber, Ticket
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -175,8 +175,26 @@ def _ticket_row(ticket: NewTicket, complainant_id: int | None, now: datetime) ->
 
 
 async def find_ticket(session: AsyncSession, number: str) -> Ticket | None:
+    """The ticket of ``number``; for a number reserved at intake whose item the router then
+    merged into an open ticket as a repeat (two intakes seconds apart), that open ticket:
+    the sender was told this number, and it is the ticket that handles their matter."""
     result = await session.execute(select(Ticket).where(col(Ticket.number) == number))
-    return result.scalar_one_or_none()
+    ticket = result.scalar_one_or_none()
+    if ticket is not None:
+        return ticket
+    merged = await session.execute(
+        select(Ticket)
+        .join(InboundItem, col(InboundItem.ticket_id) == col(Ticket.id))
+        .join(
+            IntakeNumber,
+            and_(
+                col(IntakeNumber.channel) == col(InboundItem.channel),
+                col(IntakeNumber.source_key) == col(InboundItem.source_key),
+            ),
+        )
+        .where(col(IntakeNumber.number) == number)
+    )
+    return merged.scalars().first()
 
 
 async def add_event(session: AsyncSession, ticket: Ticket, event: NewEvent, at: datetime) -> None:

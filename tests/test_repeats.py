@@ -388,6 +388,8 @@ async def test_two_calls_seconds_apart_make_one_ticket_and_the_second_urges_it(
     [urge] = _urges(await ticket_of(stack, number))
     assert urge["detail"]["reserved_number"] == second.json()["number"]
     assert list(await ticket_numbers(stack)) == [call_id(first)]
+    # The second caller's number leads to the ticket that handles their matter.
+    assert (await ticket_of(stack, second.json()["number"]))["number"] == number
 
 
 def call_id(response: httpx.Response) -> str:
