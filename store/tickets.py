@@ -174,17 +174,12 @@ def _ticket_row(ticket: NewTicket, complainant_id: int | None, now: datetime) ->
     }
 
 
-async def find_ticket(session: AsyncSession, number: str) -> Ticket | None:
-    """The ticket of ``number``; for a number reserved at intake whose item the router then
-    merged into an open ticket as a repeat (two intakes seconds apart), that open ticket:
-    the sender was told this number, and it is the ticket that handles their matter."""
-    result = await session.execute(select(Ticket).where(col(Ticket.number) == number))
-    ticket = result.scalar_one_or_none()
-    if ticket is not None:
-        return ticket
-    merged = await session.execute(
-        select(Ticket)
-        .join(InboundItem, col(InboundItem.ticket_id) == col(Ticket.id))
+def merged_reservation(number: str) -> Any:
+    """The id of the open ticket that ``number``'s item was merged into, as a subquery: a
+    number reserved at intake (and told to the sender) whose item the router then took for a
+    repeat of an open ticket (two intakes seconds apart). Empty for any other number."""
+    return (
+        select(col(InboundItem.ticket_id))
         .join(
             IntakeNumber,
             and_(
@@ -193,6 +188,19 @@ async def find_ticket(session: AsyncSession, number: str) -> Ticket | None:
             ),
         )
         .where(col(IntakeNumber.number) == number)
+        .scalar_subquery()
+    )
+
+
+async def find_ticket(session: AsyncSession, number: str) -> Ticket | None:
+    """The ticket of ``number``, or the one its item was merged into (:func:`merged_reservation`):
+    the sender was told this number, and that ticket handles their matter."""
+    result = await session.execute(select(Ticket).where(col(Ticket.number) == number))
+    ticket = result.scalar_one_or_none()
+    if ticket is not None:
+        return ticket
+    merged = await session.execute(
+        select(Ticket).where(col(Ticket.id) == merged_reservation(number))
     )
     return merged.scalars().first()
 

@@ -99,6 +99,27 @@ async def test_the_progress_link_of_a_merged_repeat_shows_the_open_ticket(
     assert "urged" in [step["step"] for step in progress.json()["timeline"]]
 
 
+async def test_two_complaints_seconds_apart_make_one_ticket_and_both_links_show_it(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    """Both answered before the router made either into a ticket, so each got a number of
+    its own; the router makes the second the urge of the first, and the second's progress
+    link follows the ticket that handles the matter."""
+    first = await client.post("/api/complaints", data=complaint_fields())
+    second = await client.post("/api/complaints", data=complaint_fields(details=AGAIN))
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["number"] != second.json()["number"]
+    assert await stack.drain() == 1
+    number = first.json()["number"]
+    [urge] = _urges(await ticket_of(stack, number))
+    assert urge["detail"]["reserved_number"] == second.json()["number"]
+    token = second.json()["progress_url"].rsplit("/", 1)[1]
+    progress = await client.get(f"/api/progress/{token}")
+    assert progress.status_code == 200
+    assert progress.json()["number"] == number
+    assert "urged" in [step["step"] for step in progress.json()["timeline"]]
+
+
 async def test_the_same_repeat_sent_several_times_at_once_urges_only_once(
     stack: Stack, client: httpx.AsyncClient
 ) -> None:
