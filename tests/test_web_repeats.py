@@ -86,17 +86,22 @@ async def test_a_repeat_while_open_answers_the_open_number_and_urges_it_once(
     assert await reserved_numbers(stack) == 1
 
 
+async def _link_shows_urged(client: httpx.AsyncClient, answer: httpx.Response, number: str) -> None:
+    """The progress link of ``answer`` shows the open ticket ``number``, urged."""
+    token = answer.json()["progress_url"].rsplit("/", 1)[1]
+    progress = await client.get(f"/api/progress/{token}")
+    assert progress.status_code == 200
+    assert progress.json()["number"] == number
+    assert "urged" in [step["step"] for step in progress.json()["timeline"]]
+
+
 async def test_the_progress_link_of_a_merged_repeat_shows_the_open_ticket(
     stack: Stack, client: httpx.AsyncClient
 ) -> None:
     number = await _first_ticket(stack, client)
     merged = await client.post("/api/complaints", data=complaint_fields(details=AGAIN))
-    token = merged.json()["progress_url"].rsplit("/", 1)[1]
     assert await stack.drain() == 1
-    progress = await client.get(f"/api/progress/{token}")
-    assert progress.status_code == 200
-    assert progress.json()["number"] == number
-    assert "urged" in [step["step"] for step in progress.json()["timeline"]]
+    await _link_shows_urged(client, merged, number)
 
 
 async def test_two_complaints_seconds_apart_make_one_ticket_and_both_links_show_it(
@@ -113,11 +118,7 @@ async def test_two_complaints_seconds_apart_make_one_ticket_and_both_links_show_
     number = first.json()["number"]
     [urge] = _urges(await ticket_of(stack, number))
     assert urge["detail"]["reserved_number"] == second.json()["number"]
-    token = second.json()["progress_url"].rsplit("/", 1)[1]
-    progress = await client.get(f"/api/progress/{token}")
-    assert progress.status_code == 200
-    assert progress.json()["number"] == number
-    assert "urged" in [step["step"] for step in progress.json()["timeline"]]
+    await _link_shows_urged(client, second, number)
 
 
 async def test_the_same_repeat_sent_several_times_at_once_urges_only_once(
