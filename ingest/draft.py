@@ -155,6 +155,10 @@ class TicketDraft(_Frozen):
     repeat_of: str | None = Field(
         default=None, description="an earlier, closed ticket this complaint repeats (重复投诉)"
     )
+    dissatisfied: bool = Field(
+        default=False,
+        description="the complainant says an earlier, closed complaint's result did not satisfy",
+    )
     notes: tuple[str, ...] = Field(
         default=(), description="channel observations recorded as intake events (no PII)"
     )

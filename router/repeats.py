@@ -17,40 +17,34 @@ one caller's complaints) left out.
 *Within the window*: an open ticket received, or a closed one last changed, at most
 ``repeats.window`` before the new contact.
 
-:meth:`RepeatFinder.find` only reads; :func:`record_repeat_contact` writes the urge event and
-the inbound item that makes the merged contact idempotent. Both take a sync ``Connection``,
-so they run inside ``Database.write`` next to whatever else the caller writes:
+:class:`RepeatRule` is the one decision, for every channel (calls filed or imported, web,
+e-mail, referrals, letters): the router worker makes it inside its batch transaction, after
+routing (on the routed category) and before numbering, for every draft. Edges whose sender
+waits for the answer ask :meth:`RepeatRule.answer` what it will be; they never decide.
 
-* the hotline edge (``channels/hotline/accept.py``) runs them while the agent waits and
-  answers with the open ticket's number; the agent says whether the caller is unhappy with a
-  closed ticket's result, and only then is the new ticket linked to it;
-* the router worker runs :func:`apply_repeat_rule` for every other draft (email, web, imported
-  calls), inside its batch transaction, after routing and before numbering::
-
-      merged, ticket = apply_repeat_rule(conn, self._repeats, item.ticket, now=now)
-
-  ``merged`` is the open ticket's number (make no ticket; count it like a duplicate);
-  otherwise insert ``ticket``, linked ``repeat_of`` a closed one when there is one: writing
-  again about a matter that was closed says the result did not satisfy.
-
-Known gap: a contact whose first complaint is still in the queue (reserved, not yet a ticket)
-is not found; two calls about one matter seconds apart can both open tickets.
+Race-free: :func:`hold_contacts` makes the decision about one complainant one transaction's
+at a time across router workers, and the worker inserts a batch's earlier tickets of the same
+complainant before it decides about the later ones, so the second of two intakes seconds
+apart becomes the urge. If the edge had already reserved and told the second its own number,
+the urge records that number (``reserved_number``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rapidfuzz import fuzz
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select, text, update
 from sqlmodel import col
 
 from ingest.draft import Channel, TicketDraft
 from router.lifecycle import OPEN_STATUSES, Status
-from router.rules import segmenter_for
+from router.rules import Router, segmenter_for
 from router.segment import BREAK, Segmenter
 from router.settings import RouterSettings
 from store.models import Complainant, Event, InboundItem, Ticket
@@ -111,9 +105,8 @@ class Probe:
     key: tuple[str, str] | None = None  # its own (channel, source_key), never its own repeat
 
     @classmethod
-    def from_draft(
-        cls, draft: TicketDraft, *, category: str | None = None, account: str | None = None
-    ) -> Probe:
+    def from_draft(cls, draft: TicketDraft, *, category: str | None = None) -> Probe:
+        """``category``: the one the router gave the draft (else the sender's choice)."""
         complainant = draft.complainant
         return cls(
             at=draft.received_at,
@@ -121,7 +114,7 @@ class Probe:
             category=category or draft.category,
             phone=complainant.phone,
             email=complainant.email.strip().lower() if complainant.email else None,
-            account=account or complainant.account or account_in(draft.body),
+            account=_account(draft),
             key=draft.idempotency_key,
         )
 
@@ -332,6 +325,10 @@ def record_repeat_contact(
             "source_key": draft.source_key,
             "received_at": received,
         }
+    if draft.number is not None:
+        # Reserved and told to the sender before a competing intake's ticket was made: the
+        # number staff will be asked about.
+        detail["reserved_number"] = draft.number
     if draft.attachments:
         # The repeat's evidence belongs with the complaint it repeats.
         detail["attachments"] = [a.sha256 for a in draft.attachments]
@@ -361,34 +358,182 @@ def merged_into(conn: Connection, channel: str, source_key: str) -> str | None:
     return str(row.number)
 
 
-def apply_repeat_rule(
-    conn: Connection, finder: RepeatFinder, ticket: NewTicket, *, now: datetime
-) -> tuple[str | None, NewTicket]:
-    """The router's use of the rule, for one routed draft inside its batch transaction.
+def can_repeat(draft: TicketDraft) -> bool:
+    """Whether the rule applies at all: a named complainant we can tell again (a phone, an
+    e-mail address or an account number). Service-supervision feedback (服务监督) reports on
+    the service, not a matter of the sender's own, so it never repeats anything."""
+    complainant = draft.complainant
+    if draft.channel is Channel.FEEDBACK or complainant.anonymous:
+        return False
+    return bool(complainant.phone or complainant.email or _account(draft))
 
-    ``(number, ticket)``: with a number, the draft was merged into that open ticket (urged)
-    and no ticket is to be made; without, ``ticket`` is to be inserted, linked to the closed
-    ticket it repeats when there is one. Drafts the edge already answered (a reserved
-    ``number``) or linked (``repeat_of``) are left alone; a redelivered draft that was merged
-    before is found again, not merged twice.
+
+def _account(draft: TicketDraft) -> str | None:
+    # Only the hotline writes the account line itself (the agent read it from the system);
+    # anyone can type anyone's account number into a web form or a mail.
+    if draft.complainant.account:
+        return draft.complainant.account
+    return account_in(draft.body) if draft.channel is Channel.PHONE else None
+
+
+def contact_locks(drafts: Iterable[TicketDraft], *, by_account: bool = True) -> list[int]:
+    """The advisory lock keys of these drafts' complainants, sorted (so two workers taking
+    overlapping sets wait for each other instead of deadlocking)."""
+    keys: set[int] = set()
+    for draft in drafts:
+        if not can_repeat(draft):
+            continue
+        probe = Probe.from_draft(draft)
+        contacts = [("phone", probe.phone), ("email", probe.email)]
+        if by_account:
+            contacts.append(("account", probe.account))
+        for kind, value in contacts:
+            if value:
+                digest = hashlib.blake2b(f"{kind}:{value}".encode(), digest_size=8).digest()
+                keys.add(int.from_bytes(digest, "big", signed=True))
+    return sorted(keys)
+
+
+def hold_contacts(conn: Connection, drafts: Iterable[TicketDraft], policy: RepeatPolicy) -> None:
+    """Make the repeat decision about these complainants this transaction's alone until it
+    commits: a competing router worker deciding about the same phone, address or account
+    waits, then sees the ticket this one made (PostgreSQL's read-committed statements see
+    what committed before them). SQLite needs nothing: its writers are serialised already
+    (``BEGIN IMMEDIATE``, ``store.db``)."""
+    if conn.dialect.name != "postgresql" or not policy.enabled:
+        return
+    keys = contact_locks(drafts, by_account=policy.by_account)
+    if keys:
+        # One round trip; the sorted subquery fixes the order the locks are taken in.
+        conn.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(k)) FROM "
+                "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS contacts"
+            ),
+            {"keys": keys},
+        )
+
+
+@dataclass(frozen=True)
+class RepeatAnswer:
+    """What the rule makes of a contact: for an edge's answer to a sender who waits."""
+
+    open: str | None = None  # merged into this open ticket: no ticket of its own (urge)
+    repeat_of: str | None = None  # a ticket of its own, linked to this closed one
+
+
+@dataclass(frozen=True)
+class RepeatDecision:
+    """``merged``: the open ticket the draft was merged into (make no ticket); otherwise
+    ``ticket`` is to be inserted, linked and annotated as the rule decided."""
+
+    merged: str | None
+    ticket: NewTicket
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    open: RepeatMatch | None = None
+    closed: RepeatMatch | None = None
+    link_closed: bool = False
+
+    @property
+    def merges(self) -> bool:
+        return self.open is not None
+
+
+_CLOSED_LINK_RULE = "repeat.after_closure"
+_REFERRAL_RULE = "repeat.referral_while_open"
+
+
+class RepeatRule:
+    """The repeat decision (重复投诉) for every channel. One per process.
+
+    :meth:`decide` is the decision, made by the router worker in its batch transaction (with
+    :func:`hold_contacts` taken first) for every draft, on the category the router gave it:
+
+    * an open ticket of the same complainant about the same matter: an urge (催办) on it and
+      no ticket of its own; a referral instead gets a ticket of its own (the authority's order
+      has its own clock and reply), linked ``repeat_of`` the open one;
+    * a closed one: a new ticket linked ``repeat_of`` it, since writing again about a closed
+      matter says the result did not satisfy; a call only when the caller says so
+      (``draft.dissatisfied``, the agent asks), otherwise a note names the closed ticket.
+
+    :meth:`answer` is the same judgement, read only, for an edge whose sender waits for the
+    answer (the hotline API, the web form): it says what :meth:`decide` will do, so the
+    answer names the open ticket; it never writes. A draft the sender linked itself
+    (``repeat_of``) is left as it is.
     """
+
+    def __init__(self, finder: RepeatFinder, categorise: Callable[[TicketDraft], str]) -> None:
+        self.finder = finder
+        self._categorise = categorise
+
+    @classmethod
+    def for_router(cls, settings: RouterSettings, router: Router) -> RepeatRule:
+        """With ``router``'s segmenter (the process's one) and its category for a draft."""
+        return cls(
+            RepeatFinder.from_settings(settings, router.segmenter),
+            lambda draft: router.route(draft).category,
+        )
+
+    def answer(self, conn: Connection, draft: TicketDraft) -> RepeatAnswer:
+        merged = merged_into(conn, *draft.idempotency_key)
+        if merged is not None:
+            return RepeatAnswer(open=merged)
+        verdict = self._judge(conn, draft, self._categorise(draft))
+        if verdict.open is not None and draft.channel is not Channel.REFERRAL:
+            return RepeatAnswer(open=verdict.open.ticket.number)
+        if verdict.link_closed and verdict.closed is not None:
+            return RepeatAnswer(repeat_of=verdict.closed.ticket.number)
+        return RepeatAnswer()
+
+    def decide(self, conn: Connection, ticket: NewTicket, *, now: datetime) -> RepeatDecision:
+        """A redelivered draft that was merged before is found merged again, not twice."""
+        draft = ticket.draft
+        merged = merged_into(conn, *draft.idempotency_key)
+        if merged is not None:
+            return RepeatDecision(merged, ticket)
+        verdict = self._judge(conn, draft, ticket.category)
+        if verdict.open is not None and draft.channel is not Channel.REFERRAL:
+            record_repeat_contact(conn, verdict.open, draft, now=now)
+            return RepeatDecision(verdict.open.ticket.number, ticket)
+        return RepeatDecision(None, _annotated(ticket, verdict))
+
+    def _judge(self, conn: Connection, draft: TicketDraft, category: str) -> _Verdict:
+        if draft.repeat_of is not None or not can_repeat(draft):
+            return _Verdict()
+        finding = self.finder.find(conn, Probe.from_draft(draft, category=category))
+        says_unhappy = draft.channel is not Channel.PHONE or draft.dissatisfied
+        return _Verdict(finding.open, finding.closed, finding.closed is not None and says_unhappy)
+
+
+def _annotated(ticket: NewTicket, verdict: _Verdict) -> NewTicket:
+    """The ticket linked as ``verdict`` says, with the intake notes saying why (no PII: the
+    rule, the ticket number and the kind of contact that matched)."""
     draft = ticket.draft
-    if draft.number is not None or draft.repeat_of is not None:
-        return None, ticket
-    merged = merged_into(conn, *draft.idempotency_key)
-    if merged is not None:
-        return merged, ticket
-    finding = finder.find(conn, Probe.from_draft(draft, category=ticket.category))
-    if finding.open is not None:
-        record_repeat_contact(conn, finding.open, draft, now=now)
-        return finding.open.ticket.number, ticket
-    if finding.closed is None:
-        return None, ticket
-    earlier = finding.closed.ticket.number
-    linked = draft.model_copy(update={"repeat_of": earlier})
-    event = NewEvent(
-        "repeat_of",
-        "router",
-        {"repeat_of": earlier, "matched": finding.closed.why, "rule": "repeat.after_closure"},
-    )
-    return None, replace(ticket, draft=linked, events=(*ticket.events, event))
+    events: list[NewEvent] = []
+    link: RepeatMatch | None = None
+    rule = _CLOSED_LINK_RULE
+    if verdict.open is not None:  # a referral about an open matter
+        link, rule = verdict.open, _REFERRAL_RULE
+        events.append(_note(f"repeat_while_open: {link.ticket.number} ({link.why})"))
+    elif verdict.closed is not None and verdict.link_closed:
+        link = verdict.closed
+        events.append(_note(f"repeat_after_closure: {link.ticket.number} ({link.why})"))
+    elif verdict.closed is not None:
+        events.append(_note(f"similar_closed_ticket: {verdict.closed.ticket.number}"))
+    elif draft.dissatisfied and draft.repeat_of is None:
+        events.append(_note("caller_dissatisfied: no closed ticket of this caller in the window"))
+    if link is not None:
+        number = link.ticket.number
+        draft = draft.model_copy(update={"repeat_of": number})
+        detail = {"repeat_of": number, "matched": link.why, "rule": rule}
+        events.append(NewEvent("repeat_of", "router", detail))
+    if not events:
+        return ticket
+    return replace(ticket, draft=draft, events=(*ticket.events, *events))
+
+
+def _note(note: str) -> NewEvent:
+    return NewEvent("intake_note", "router", {"note": note})

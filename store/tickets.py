@@ -13,7 +13,7 @@ from sqlmodel import col
 
 from ingest.draft import TicketDraft, utc_iso
 from store.clocks import NewClock, clock_rows, clocks_json, insert_clocks
-from store.models import Attachment, Complainant, Event, InboundItem, Ticket
+from store.models import Attachment, Complainant, Event, InboundItem, IntakeNumber, Ticket
 from store.times import as_utc as as_utc  # re-exported: callers read times from here
 
 
@@ -173,9 +173,35 @@ def _ticket_row(ticket: NewTicket, complainant_id: int | None, now: datetime) ->
     }
 
 
+def merged_reservation(number: str) -> Any:
+    """The id of the open ticket that ``number``'s item was merged into, as a subquery: a
+    number reserved at intake (and told to the sender) whose item the router then took for a
+    repeat of an open ticket (two intakes seconds apart). Empty for any other number."""
+    return (
+        select(col(InboundItem.ticket_id))
+        .join(
+            IntakeNumber,
+            and_(
+                col(IntakeNumber.channel) == col(InboundItem.channel),
+                col(IntakeNumber.source_key) == col(InboundItem.source_key),
+            ),
+        )
+        .where(col(IntakeNumber.number) == number)
+        .scalar_subquery()
+    )
+
+
 async def find_ticket(session: AsyncSession, number: str) -> Ticket | None:
+    """The ticket of ``number``, or the one its item was merged into (:func:`merged_reservation`):
+    the sender was told this number, and that ticket handles their matter."""
     result = await session.execute(select(Ticket).where(col(Ticket.number) == number))
-    return result.scalar_one_or_none()
+    ticket = result.scalar_one_or_none()
+    if ticket is not None:
+        return ticket
+    merged = await session.execute(
+        select(Ticket).where(col(Ticket.id) == merged_reservation(number))
+    )
+    return merged.scalars().first()
 
 
 async def add_event(session: AsyncSession, ticket: Ticket, event: NewEvent, at: datetime) -> None:

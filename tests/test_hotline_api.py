@@ -234,7 +234,8 @@ async def test_caller_numbers_are_stored_as_e164_with_the_original_kept(
 ) -> None:
     numbers: dict[str, str] = {}
     for raw, (category, summary) in zip(PHONES, MATTERS, strict=True):
-        # Different matters, so none is taken for a repeat of another.
+        # Different matters, so none is taken for a repeat of another (without the shared
+        # request line, which alone makes two short summaries read alike).
         response = await embedded_agent_api.post(
             "/api/calls",
             json=call(
@@ -243,6 +244,7 @@ async def test_caller_numbers_are_stored_as_e164_with_the_original_kept(
                 complainant_name=None,
                 category=category,
                 summary=summary,
+                request=None,
             ),
         )
         assert response.status_code == 201, (raw, response.text)

@@ -37,7 +37,7 @@ from store.models import DeadLetter, Event, Ticket
 from store.notification_models import Notification
 from store.settings import DatabaseSettings
 from store.tickets import NewTicket, find_ticket, ticket_json
-from tests.stack import Stack, make_draft
+from tests.stack import ZHANG, Stack, make_draft
 from tests.support_http import STAFF, api_client
 from tests.test_web_support import complaint_fields
 from workers.notify import NotifyWorker
@@ -462,7 +462,7 @@ async def test_an_urge_notifies_the_departments_mailbox_without_personal_data(
 ) -> None:
     departments = {d.key: d.email for d in stack.settings.departments}
     assert departments["water_quality_centre"] and not departments["billing"]
-    water = make_draft(category="water_quality", channel=Channel.API)
+    water = make_draft(category="water_quality", channel=Channel.API, complainant=ZHANG)
     billing = make_draft(category="billing", channel=Channel.API, body="水费账单金额异常，请核实。")
     numbers = await make_tickets(stack, water, billing)
     async with api_client(stack.rt) as client:

@@ -12,7 +12,7 @@ from router.rules import Router, RoutingDecision
 from store.dead_letters import open_dead_letters
 from store.models import DeadLetter, Event, InboundItem, Ticket
 from store.tickets import find_ticket, ticket_json
-from tests.stack import Stack, make_draft
+from tests.stack import ZHANG, Stack, make_draft
 
 
 async def _ticket_for(stack: Stack, source_key: str, channel: str = "api") -> dict:
@@ -30,7 +30,7 @@ async def _ticket_for(stack: Stack, source_key: str, channel: str = "api") -> di
 
 
 async def test_a_submitted_draft_becomes_a_routed_ticket_with_its_audit_trail(stack: Stack) -> None:
-    draft = make_draft("water-1")
+    draft = make_draft("water-1", complainant=ZHANG)
     await stack.rt.handoff.submit(draft)
     stack.start_router()
     assert await stack.wait_for_tickets(1) == 1

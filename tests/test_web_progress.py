@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from channels.intake import accept
-from tests.stack import Stack, make_draft, ticket_of
+from tests.stack import ZHANG, Stack, make_draft, ticket_of
 from tests.support_http import STAFF, api_client
 from tests.test_web_support import (
     complaint_fields,
@@ -197,7 +197,7 @@ async def test_the_inquiry_form_on_the_page_answers_with_the_timeline_or_asks_ag
 async def test_a_ticket_from_another_channel_is_followed_by_number_and_the_complainants_contact(
     embedded_stack: Stack,
 ) -> None:
-    accepted = await accept(embedded_stack.rt, make_draft())  # 张三, +8613812345678
+    accepted = await accept(embedded_stack.rt, make_draft(complainant=ZHANG))
     assert await embedded_stack.drain() == 1
     async with api_client(embedded_stack.rt) as client:
         by_phone = await progress(client, accepted.number, "138 1234 5678")

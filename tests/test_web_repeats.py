@@ -47,10 +47,6 @@ def _urges(ticket: dict[str, Any]) -> list[dict[str, Any]]:
     return events(ticket, "urge")
 
 
-async def _nothing_queued(stack: Stack) -> bool:
-    return await stack.rt.queue.depth(stack.rt.names.drafts) == 0
-
-
 async def test_a_repeat_while_open_answers_the_open_number_and_urges_it_once(
     stack: Stack, client: httpx.AsyncClient
 ) -> None:
@@ -66,8 +62,11 @@ async def test_a_repeat_while_open_answers_the_open_number_and_urges_it_once(
     opened = await ticket_of(stack, number)
     assert body["handle_by"] == opened["due_at"]
     assert body["progress_url"], "the same contact gets a progress link to the open ticket"
+    # No second number reserved; the router urged the open ticket and made no second one.
+    assert await reserved_numbers(stack) == 1
+    assert await stack.drain() == 1
 
-    [urge] = _urges(opened)
+    [urge] = _urges(await ticket_of(stack, number))
     assert urge["actor"] == "web:web-form"
     assert urge["detail"]["repeat_contact"] == {
         "channel": "web",
@@ -76,18 +75,24 @@ async def test_a_repeat_while_open_answers_the_open_number_and_urges_it_once(
     }
     assert urge["detail"]["notify_department"] == opened["department"] is not None
     assert urge["detail"]["matched"] == "same category water_quality; same phone"
-    # No second number reserved and nothing published: no second ticket can ever be made.
-    assert await reserved_numbers(stack) == 1
-    assert await _nothing_queued(stack)
-    assert await stack.ticket_count() == 1
 
     again = await client.post("/api/complaints", data=repeat)
     assert again.status_code == 200
     assert {k: v for k, v in again.json().items() if k != "progress_url"} == {
         k: v for k, v in body.items() if k != "progress_url"
     }
+    assert await stack.drain() == 1
     assert len(_urges(await ticket_of(stack, number))) == 1, "sent again: no second urge"
     assert await reserved_numbers(stack) == 1
+
+
+async def _link_shows_urged(client: httpx.AsyncClient, answer: httpx.Response, number: str) -> None:
+    """The progress link of ``answer`` shows the open ticket ``number``, urged."""
+    token = answer.json()["progress_url"].rsplit("/", 1)[1]
+    progress = await client.get(f"/api/progress/{token}")
+    assert progress.status_code == 200
+    assert progress.json()["number"] == number
+    assert "urged" in [step["step"] for step in progress.json()["timeline"]]
 
 
 async def test_the_progress_link_of_a_merged_repeat_shows_the_open_ticket(
@@ -95,11 +100,25 @@ async def test_the_progress_link_of_a_merged_repeat_shows_the_open_ticket(
 ) -> None:
     number = await _first_ticket(stack, client)
     merged = await client.post("/api/complaints", data=complaint_fields(details=AGAIN))
-    token = merged.json()["progress_url"].rsplit("/", 1)[1]
-    progress = await client.get(f"/api/progress/{token}")
-    assert progress.status_code == 200
-    assert progress.json()["number"] == number
-    assert "urged" in [step["step"] for step in progress.json()["timeline"]]
+    assert await stack.drain() == 1
+    await _link_shows_urged(client, merged, number)
+
+
+async def test_two_complaints_seconds_apart_make_one_ticket_and_both_links_show_it(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    """Both answered before the router made either into a ticket, so each got a number of
+    its own; the router makes the second the urge of the first, and the second's progress
+    link follows the ticket that handles the matter."""
+    first = await client.post("/api/complaints", data=complaint_fields())
+    second = await client.post("/api/complaints", data=complaint_fields(details=AGAIN))
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["number"] != second.json()["number"]
+    assert await stack.drain() == 1
+    number = first.json()["number"]
+    [urge] = _urges(await ticket_of(stack, number))
+    assert urge["detail"]["reserved_number"] == second.json()["number"]
+    await _link_shows_urged(client, second, number)
 
 
 async def test_the_same_repeat_sent_several_times_at_once_urges_only_once(
@@ -111,6 +130,7 @@ async def test_the_same_repeat_sent_several_times_at_once_urges_only_once(
     assert [a.status_code for a in answers] == [200] * 5
     assert {a.json()["number"] for a in answers} == {number}
     assert all(a.json()["repeat_of_open"] is True for a in answers)
+    assert await stack.drain() == 1
     assert len(_urges(await ticket_of(stack, number))) == 1
     assert await reserved_numbers(stack) == 1
 
@@ -125,6 +145,7 @@ async def test_similar_words_under_another_category_are_the_same_matter(
         )
     assert response.status_code == 200
     assert response.json()["number"] == number
+    assert await embedded_stack.drain() == 1
     [urge] = _urges(await ticket_of(embedded_stack, number))
     assert urge["detail"]["matched"].startswith("similar text")
 
@@ -156,6 +177,7 @@ async def test_another_contact_about_the_same_matter_is_a_new_ticket(
     )
     assert neighbour.status_code == 201
     assert neighbour.json()["number"] != number
+    assert await stack.drain() == 2
     assert _urges(await ticket_of(stack, number)) == []
 
 
@@ -169,6 +191,7 @@ async def test_an_email_contact_is_matched_whatever_its_letter_case(
         )
     assert again.status_code == 200
     assert again.json()["number"] == number
+    assert await embedded_stack.drain() == 1
     [urge] = _urges(await ticket_of(embedded_stack, number))
     assert urge["detail"]["matched"].endswith("same email")
 
@@ -205,6 +228,7 @@ async def test_feedback_and_anonymous_submissions_are_never_merged(
     )
     assert (anonymous.status_code, named.status_code) == (201, 201)
     assert number not in (anonymous.json()["number"], named.json()["number"])
+    assert await stack.drain() == 3, "the router merged neither"
     assert _urges(await ticket_of(stack, number)) == []
 
 
@@ -240,4 +264,5 @@ async def test_the_answer_page_of_a_merged_repeat_shows_the_open_number(
     for text in says:
         assert text.format(number=number) in page.text
     assert 'id="progress-link"' in page.text
+    assert await embedded_stack.drain() == 1
     assert len(_urges(await ticket_of(embedded_stack, number))) == 1

@@ -32,7 +32,7 @@ from router.batches import BatchRule
 from router.calendar import WorkCalendar
 from router.clocks import ClockBook
 from router.complete import decision_events, intake_clocks
-from router.repeats import RepeatFinder, apply_repeat_rule
+from router.repeats import RepeatRule, contact_locks, hold_contacts
 from router.rules import Router
 from store.db import STORE_ERRORS, Database, is_outage
 from store.numbering import allocate_numbers, period_of
@@ -79,7 +79,8 @@ class RouterWorker:
         self._timezone = ZoneInfo(settings.organisation.timezone)
         self._batches = BatchRule(settings)
         # The router's segmenter knows every keyword the repeat rule needs: one per process.
-        self._repeats = RepeatFinder.from_settings(settings, router.segmenter)
+        self._repeats = RepeatRule.for_router(settings, router)
+        self._by_account = self._repeats.finder.policy.by_account
         self._settler = Settler(
             queue,
             database,
@@ -227,11 +228,18 @@ class RouterWorker:
         return {item.index: Done() for item in routed}
 
     def _write_batch(self, conn: Connection, routed: list[_Routed], now: datetime) -> _Written:
-        """One transaction: skip drafts that already have a ticket, number and insert the rest.
+        """One transaction: skip drafts that already have a ticket, decide repeats, number and
+        insert the rest.
 
-        Mail is placed one by one (threading, noise, storms and repeats look at what the
-        mails before it in the same batch made); everything else is inserted in bulk.
+        The repeat decision (``router.repeats``) is made here, for every draft, and only
+        here. It must see every earlier ticket of the same complainant: those a competing
+        worker committed (:func:`hold_contacts` makes it wait for them) and those made
+        earlier in this batch, so the batch's tickets are inserted before a later draft of
+        one of their complainants is decided. Mail is placed one by one (threading, noise and
+        storms look at what the mails before it in the same batch made); everything else is
+        inserted in bulk between those points.
         """
+        hold_contacts(conn, (r.draft for r in routed), self._repeats.finder.policy)
         existing = existing_numbers(conn, [r.draft.idempotency_key for r in routed])
         written = _Written()
         fresh: dict[tuple[str, str], _Routed] = {}
@@ -243,24 +251,37 @@ class RouterWorker:
                 written.duplicates.append((item, ""))
             else:
                 fresh[key] = item
-        bulk: list[_Routed] = []
+        pending: list[_Routed] = []
+        pending_contacts: set[int] = set()
         for item in fresh.values():
-            if item.draft.mail is None:
-                bulk.append(item)
-                continue
-            placed, ticket = place_mail(conn, item.ticket, self._settings.email, now)
+            contacts = set(contact_locks([item.draft], by_account=self._by_account))
+            if item.draft.mail is not None or contacts & pending_contacts:
+                written.created.extend(self._insert(conn, pending, now))
+                pending, pending_contacts = [], set()
+            placed: Placed | None = None
+            ticket = item.ticket
+            if item.draft.mail is not None:
+                placed, ticket = place_mail(conn, ticket, self._settings.email, now)
             if placed is None:
-                merged, ticket = apply_repeat_rule(conn, self._repeats, ticket, now=now)
-                if merged is not None:
-                    placed = Placed(merged, "urge")
+                decision = self._repeats.decide(conn, ticket, now=now)
+                if decision.merged is not None:
+                    placed = Placed(decision.merged, "urge")
+                ticket = decision.ticket
             if placed is not None:
                 written.placed.append((item, placed))
                 continue
-            written.created.extend(self._insert(conn, [replace(item, ticket=ticket)], now))
-        written.created.extend(self._insert(conn, bulk, now))
+            ready = replace(item, ticket=ticket)
+            if item.draft.mail is not None:
+                written.created.extend(self._insert(conn, [ready], now))
+            else:
+                pending.append(ready)
+                pending_contacts |= contacts
+        written.created.extend(self._insert(conn, pending, now))
         return written
 
     def _insert(self, conn: Connection, items: list[_Routed], now: datetime) -> list[NewTicket]:
+        if not items:
+            return []
         by_period: dict[str, list[_Routed]] = {}
         prefix = self._settings.organisation.number_prefix
         created: list[NewTicket] = []

@@ -5,7 +5,8 @@ Answers:
 * 201 ``{"number"}``: a new ticket (with ``"repeat_of"`` when it repeats a closed one);
 * 200 ``{"number"}``: this call id was filed before, same number;
 * 200 ``{"number", "repeat_of_open": true}``: the caller already has an open ticket about the
-  same matter; no new ticket, an urge (催办) was added to that one;
+  same matter (the router's repeat rule, ``router.repeats``, asked): no new ticket, the
+  router adds an urge (催办) to that one;
 * 401 no or unknown token, 403 a token filing as another agent, 413 a body larger than
   ``http.max_json_body_bytes``, 422 field by field (``json_too_deep`` past
   ``http.max_json_depth``), 503 + Retry-After when the store or the queue is down (nothing
@@ -27,20 +28,20 @@ import structlog
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
-from channels.hotline.accept import accept_call
 from channels.hotline.records import (
     CallContext,
     CallRecord,
     call_draft,
-    normalise_account,
     record_problems,
 )
 from channels.hotline.settings import HotlineAgent, HotlineSettings
+from channels.intake import accept
 from channels.runtime import Runtime
 from ingest.api import ApiError, error_doc
 from ingest.bodies import openapi_body, read_model
 from router.calendar import WorkCalendar
-from router.repeats import RepeatFinder
+from router.repeats import RepeatRule
+from router.rules import Router
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +94,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         region=hotline.default_region,
         calendar=WorkCalendar(settings.calendar, settings.organisation.timezone),
     )
-    finder = RepeatFinder.from_settings(settings, runtime.segmenter)
+    rule = RepeatRule.for_router(settings, Router(settings, runtime.segmenter))
     categories = frozenset(c.key for c in settings.categories)
 
     router = APIRouter()
@@ -144,13 +145,8 @@ def build_router(runtime: Runtime) -> APIRouter:
             context=context,
             raw_sha256=raw_sha256,
         )
-        accepted = await accept_call(
-            runtime,
-            finder,
-            draft,
-            dissatisfied=record.dissatisfied,
-            account=normalise_account(record.account_number) if record.account_number else None,
-        )
+        # The router decides whether the call repeats an open ticket; the agent is told now.
+        accepted = await accept(runtime, draft, repeats=rule.answer)
         if accepted.repeat_of_open or not accepted.new:
             response.status_code = 200
         log.info(

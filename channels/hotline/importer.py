@@ -3,8 +3,8 @@
 Memory stays bounded whatever the file's size: rows are read one at a time, drafts are
 published ``batch_size`` at a time with ``Handoff.submit_many``, and the call ids already
 seen in this file live in a temporary SQLite file, not in memory. The router reserves the
-numbers (nobody is waiting for them), applies the routing rules and is idempotent on the
-call id, so importing the same file twice, or again after a crash, makes no duplicates.
+numbers (nobody is waiting for them), applies the routing and repeat rules and is idempotent
+on the call id, so importing the same file twice, or again after a crash, makes no duplicates.
 
 A row counts as a duplicate when its call id came earlier in the same file, or is already in
 the store (a ticket, a number reserved by ``POST /api/calls``, or a call merged into an open
@@ -170,7 +170,6 @@ class CallImporter:
                         agent_id=record.agent_id,
                         department=mapped.department,
                         context=self._context,
-                        extra_notes=("caller_dissatisfied",) if record.dissatisfied else (),
                     )
                 )
                 if len(batch) >= self._batch_size:

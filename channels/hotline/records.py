@@ -166,7 +166,6 @@ def call_draft(
     department: str | None,
     context: CallContext,
     raw_sha256: str | None = None,
-    repeat_of: str | None = None,
     extra_notes: tuple[str, ...] = (),
 ) -> TicketDraft:
     phone, notes = caller_phone(record, context.region)
@@ -198,7 +197,7 @@ def call_draft(
         first_contact=FirstContact(kind=FirstContactKind.AGENT, id=agent_id, department=department),
         resolved_on_contact=resolved,
         raw_sha256=raw_sha256,
-        repeat_of=repeat_of,
+        dissatisfied=record.dissatisfied,
         notes=(*notes, *extra_notes),
     )
 

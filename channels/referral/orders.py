@@ -34,6 +34,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
+from channels.intake import EdgeDecision, decide_then_hand_off
 from channels.referral.draft import order_draft, referral_source_key
 from channels.referral.mapping import MappedOrder, MappingError, map_order
 from channels.referral.payload import Format, parse_payload
@@ -146,32 +147,22 @@ class ReferralIntake:
         )
         channel, key = draft.idempotency_key
 
-        def reserve(conn: Connection) -> tuple[str, bool, bool]:
+        def reserve(conn: Connection) -> EdgeDecision[Received]:
             # channels.intake.accept's reservation, in one transaction with the replay guard
             # and the order's record: one commit (one fsync) per order instead of three.
             if claim is not None:
                 claim_signature(conn, claim[0], claim[1], now)
             _record_order(conn, source.key, key, order, now)
-            return reserve_number(conn, channel=channel, source_key=key, period=period, now=now)
+            number, new, made = reserve_number(
+                conn, channel=channel, source_key=key, period=period, now=now
+            )
+            ready = None if made else draft.model_copy(update={"number": number})
+            return EdgeDecision(Received(number, new=new, duplicate=not new), ready)
 
-        for attempt in range(2):
-            try:
-                number, new, made = await self._runtime.database.write(reserve)
-                break
-            except IntegrityError:
-                # Two edges reserving the same order at once: the retry finds the winner's.
-                if attempt:
-                    raise
-        try:
-            await stored
-            if not made:
-                await self._runtime.handoff.submit(draft.model_copy(update={"number": number}))
-        except BaseException:
-            # Not handed off: the sender's identical retry must not count as a replay.
-            if claim is not None:
-                await self._release(*claim)
-            raise
-        return Received(number, new=new, duplicate=not new)
+        # Not handed off: the sender's identical retry must not count as a replay.
+        release = (lambda: self._release(*claim)) if claim is not None else None
+        decision = await decide_then_hand_off(self._runtime, reserve, durable=stored, undo=release)
+        return decision.accepted
 
     async def _release(self, source: str, signature: str) -> None:
         try:

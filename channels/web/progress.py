@@ -31,7 +31,7 @@ from ingest.draft import utc_iso
 from router.calendar import WorkCalendar
 from router.lifecycle import Status
 from store.models import Complainant, Event, IntakeNumber, Ticket
-from store.tickets import as_utc
+from store.tickets import as_utc, merged_reservation
 from store.web_models import WebProgressToken
 
 _DUMMY_DIGEST = "0" * 16 + "$" + "0" * 64
@@ -119,11 +119,13 @@ def _rows(conn: Session, number: str) -> _Rows:
         .order_by(col(WebProgressToken.id))
         .limit(1)
     ).first()
-    found = conn.execute(
-        select(Ticket, Complainant)
-        .outerjoin(Complainant, col(Complainant.id) == col(Ticket.complainant_id))
-        .where(col(Ticket.number) == number)
-    ).first()
+    tickets = select(Ticket, Complainant).outerjoin(
+        Complainant, col(Complainant.id) == col(Ticket.complainant_id)
+    )
+    found = conn.execute(tickets.where(col(Ticket.number) == number)).first()
+    if found is None:
+        # Told this number, then merged into an open ticket as a repeat: show that one.
+        found = conn.execute(tickets.where(col(Ticket.id) == merged_reservation(number))).first()
     reserved = conn.execute(
         select(col(IntakeNumber.reserved_at)).where(col(IntakeNumber.number) == number)
     ).first()

@@ -30,7 +30,7 @@ from channels.web.channel import WebChannel, client_ip, wants_html
 from channels.web.forms import Problems, render_problems
 from channels.web.i18n import Lang, Translator, pick_lang
 from channels.web.progress import issue_link
-from channels.web.repeats import WebAccepted, accept_complaint, can_repeat, repeat_finder
+from channels.web.repeats import WebAccepted, accept_complaint, can_repeat, repeat_rule
 from channels.web.settings import format_size
 from channels.web.uploads import FormReadError, ReceivedForm, receive_form
 from ingest.api import ApiError, error_response
@@ -55,7 +55,7 @@ class Submissions:
         self.pages = channel.pages
         self.calendar = channel.calendar
         self.clock = channel.clock
-        self.finder = repeat_finder(self.runtime)
+        self.repeats = repeat_rule(self.runtime)
 
     async def submit(self, request: Request, which: str) -> Response:
         query_lang = request.query_params.get("lang")
@@ -204,8 +204,8 @@ class Submissions:
             draft = draft.model_copy(update={"notes": (*draft.notes, *form.notes)})
         repeat: WebAccepted | None = None
         if which == "complaint" and can_repeat(draft):
-            # The repeat rule (重复投诉) decides with the reservation, in one transaction.
-            repeat = await accept_complaint(self.runtime, self.finder, draft, clock=self.clock)
+            # The repeat rule's answer (重复投诉), with the reservation in one transaction.
+            repeat = await accept_complaint(self.runtime, self.repeats, draft, clock=self.clock)
             accepted = Accepted(number=repeat.number, new=repeat.new)
         else:
             accepted = await accept(self.runtime, draft)
