@@ -15,7 +15,7 @@ from ingest.references import KnownKeys
 from ingest.sections import Section, env_secret
 from router.clock_settings import ClockSettings
 from router.rule_language import Negation, Rule
-from router.timelimit import TimeLimit, TimeUnit
+from router.timelimit import TimeLimit, as_elapsed
 
 
 class DepartmentRole(StrEnum):
@@ -129,14 +129,12 @@ class RepeatSettings(Section):
     @field_validator("window")
     @classmethod
     def _elapsed_time(cls, value: TimeLimit) -> TimeLimit:
-        if value.unit in (TimeUnit.WORKING_DAYS, TimeUnit.WORKING_HOURS):
-            raise ValueError("give the window in days, hours or minutes, not working time")
+        as_elapsed(value)
         return value
 
     @property
     def window_delta(self) -> timedelta:
-        unit = {TimeUnit.DAYS: "days", TimeUnit.HOURS: "hours", TimeUnit.MINUTES: "minutes"}
-        return timedelta(**{unit[self.window.unit]: self.window.amount})
+        return as_elapsed(self.window)
 
 
 class BatchArea(Section):
@@ -161,14 +159,12 @@ class BatchSettings(Section):
     @field_validator("window")
     @classmethod
     def _elapsed_time(cls, value: TimeLimit) -> TimeLimit:
-        if value.unit in (TimeUnit.WORKING_DAYS, TimeUnit.WORKING_HOURS):
-            raise ValueError("give the window in days, hours or minutes, not working time")
+        as_elapsed(value)
         return value
 
     @property
     def window_delta(self) -> timedelta:
-        unit = {TimeUnit.DAYS: "days", TimeUnit.HOURS: "hours", TimeUnit.MINUTES: "minutes"}
-        return timedelta(**{unit[self.window.unit]: self.window.amount})
+        return as_elapsed(self.window)
 
 
 class RouterSettings(Section):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -84,3 +85,11 @@ class TimeLimit:
         return core_schema.no_info_plain_validator_function(
             validate, serialization=core_schema.to_string_ser_schema()
         )
+
+
+def as_elapsed(limit: TimeLimit) -> timedelta:
+    """A limit in elapsed time (a window, not a deadline); working time has no fixed length."""
+    units = {TimeUnit.DAYS: "days", TimeUnit.HOURS: "hours", TimeUnit.MINUTES: "minutes"}
+    if limit.unit not in units:
+        raise ValueError("give the window in days, hours or minutes, not working time")
+    return timedelta(**{units[limit.unit]: limit.amount})

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Connection, Row, select
+from sqlmodel import col
 
 from store.notification_models import Notification
 from store.outbox import AttemptOutcome, Due, Entry, Outbox, Recorded, table_of
@@ -58,3 +59,15 @@ NOTIFICATIONS: Outbox[DueNotification] = Outbox(
     attempted=_attempted,
     replayed=_replayed,
 )
+
+
+def last_swept_event(conn: Connection, kind: str) -> int:
+    """Where an event sweep that queues rows of ``kind`` starts after a restart: the event of
+    the newest such row (``detail.event_id``); 0 before the first."""
+    detail = conn.execute(
+        select(col(Notification.detail))
+        .where(col(Notification.kind) == kind)
+        .order_by(col(Notification.id).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return int((detail or {}).get("event_id", 0))

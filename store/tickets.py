@@ -380,3 +380,18 @@ def _complainant_json(complainant: Complainant | None, hide: bool) -> dict[str, 
 def _iso(value: datetime | None) -> str | None:
     value = as_utc(value)
     return utc_iso(value) if value else None
+
+
+def feedback_result(conn: Connection, ticket_id: int, feedback: dict[str, Any]) -> str:
+    """What a complainant is told when staff feed the result back (反馈): the feedback's own
+    ``message``, else the ticket's newest handling result; call inside ``Database.write``."""
+    message = feedback.get("message")
+    if isinstance(message, str) and message.strip():
+        return message.strip()
+    handled = conn.execute(
+        select(col(Event.detail))
+        .where(col(Event.ticket_id) == ticket_id, col(Event.kind) == "handle")
+        .order_by(col(Event.id).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return str((handled or {}).get("result") or "已办理完毕")

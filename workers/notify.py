@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -49,10 +49,6 @@ from channels.email.acknowledgement import (
     urge_notice,
 )
 from channels.email.notices import (
-    last_clock_event,
-    last_dispatch_event,
-    last_result_mail_event,
-    last_urge_event,
     queue_clock_notices,
     queue_dispatch_notices,
     queue_result_mails,
@@ -61,16 +57,16 @@ from channels.email.notices import (
 from channels.email.outbound import Delivery, send_mail
 from channels.email.settings import OutboundSmtp
 from channels.runtime import Runtime
-from channels.sms.notices import last_result_event, queue_sms_results
+from channels.sms.notices import queue_sms_results
 from channels.sms.providers import SmsMessage, SmsSender, sender_for
 from channels.sms.texts import local_deadline, progress_line, render
 from channels.web.progress import issue_link
-from channels.workorder.notices import last_work_order_event, queue_work_orders
+from channels.workorder.notices import queue_work_orders
 from channels.workorder.sender import post_work_order
 from store.db import is_outage
 from store.models import Complainant, Ticket
 from store.notification_models import NotificationKind
-from store.notification_outbox import NOTIFICATIONS, DueNotification
+from store.notification_outbox import NOTIFICATIONS, DueNotification, last_swept_event
 from store.outbox import AttemptOutcome, Recorded, claim_due, record_attempt, replay
 from store.outbox_states import RowStatus
 from store.tickets import as_utc
@@ -86,16 +82,19 @@ _MAX_PAUSE_SECONDS = 60.0
 
 @dataclass
 class Sweep:
-    urges_queued: int = 0
-    sms_results_queued: int = 0
-    result_mails_queued: int = 0
-    work_orders_queued: int = 0
-    dispatches_queued: int = 0
-    clock_notices_queued: int = 0
+    queued: dict[str, int] = field(default_factory=dict)  # by kind: rows the event sweeps queued
     replayed: int = 0
     attempts: int = 0
     sent: int = 0
     dead: int = 0
+
+
+class EventSweep(Protocol):
+    """Queues the rows owed for the events after ``after_event_id``: (rows, newest seen)."""
+
+    def __call__(
+        self, conn: Connection, *, after_event_id: int, now: datetime
+    ) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True)
@@ -126,16 +125,22 @@ class NotifyWorker:
         self._sms = runtime.settings.sms
         self._departments = runtime.settings.departments
         self._zone = ZoneInfo(runtime.settings.organisation.timezone)
+        # The event sweeps, each queueing rows of one kind from the events after its cursor
+        # (the newest event it saw; after a restart, that of the newest row of its kind).
+        kind, offices, email = NotificationKind, self._departments, self._email
+        self._event_sweeps: tuple[tuple[str, EventSweep], ...] = (
+            (kind.URGE, partial(queue_urge_notices, departments=offices, email=email)),
+            (kind.SMS_RESULT, partial(queue_sms_results, sms=self._sms, zone=self._zone)),
+            (kind.RESULT, partial(queue_result_mails, email=email)),
+            (kind.WORK_ORDER, partial(queue_work_orders, departments=offices)),
+            (kind.DISPATCH, partial(queue_dispatch_notices, departments=offices, email=email)),
+            (kind.CLOCK, partial(queue_clock_notices, departments=offices, email=email)),
+        )
+        self._after: dict[str, int] = {}
         self._sms_client = sms_client
         self._owns_sms_client = sms_client is None
         self._sms_sender: SmsSender | None = None
-        self._after_result: int | None = None
-        self._after_result_mail: int | None = None
-        self._after_work_order: int | None = None
         self._queue_name = runtime.names.notifications
-        self._after_event: int | None = None
-        self._after_dispatch: int | None = None
-        self._after_clock: int | None = None
         self._prepared = False
         self._unrecorded: list[_Outcome] = []
         self._steps = Steps(self.name, log)
@@ -174,12 +179,10 @@ class NotifyWorker:
         report = Sweep()
         steps: list[tuple[str, Callable[[Sweep], Awaitable[None]]]] = [
             ("prepare", self._prepare),
-            ("urges", self._queue_urges),
-            ("sms_results", self._queue_sms_results),
-            ("result_mails", self._queue_result_mails),
-            ("work_orders", self._queue_work_orders),
-            ("dispatches", self._queue_dispatches),
-            ("clocks", self._queue_clock_notices),
+            *(
+                (f"queue_{kind}", partial(self._sweep_events, kind, queue))
+                for kind, queue in self._event_sweeps
+            ),
             ("replays", self._take_replays),
             ("deliver", self._deliver),
             ("deliver_sms", self._deliver_sms),
@@ -191,83 +194,29 @@ class NotifyWorker:
         if self._prepared:
             return
         await self._runtime.queue.declare(self._queue_name)
-        self._after_event = await self._runtime.database.write(last_urge_event)
-        self._after_result = await self._runtime.database.write(last_result_event)
-        self._after_result_mail = await self._runtime.database.write(last_result_mail_event)
-        self._after_work_order = await self._runtime.database.write(last_work_order_event)
-        self._after_dispatch = await self._runtime.database.write(last_dispatch_event)
-        self._after_clock = await self._runtime.database.write(last_clock_event)
+        for kind, _ in self._event_sweeps:
+            self._after[kind] = await self._runtime.database.write(
+                partial(last_swept_event, kind=kind)
+            )
         self._prepared = True
 
-    async def _queue_urges(self, report: Sweep) -> None:
+    async def _sweep_events(self, kind: str, queue: EventSweep, report: Sweep) -> None:
         if not self._prepared:
             return
-        now, after = self._clock(), self._after_event or 0
-        departments, email = self._settings.departments, self._email
-        report.urges_queued, self._after_event = await self._runtime.database.write(
-            lambda conn: queue_urge_notices(conn, departments, email, after, now)
+        now, after = self._clock(), self._after[kind]
+        queued, self._after[kind] = await self._runtime.database.write(
+            lambda conn: queue(conn, after_event_id=after, now=now)
         )
-        if report.urges_queued:
-            log.info("urge_notices_queued", count=report.urges_queued)
-
-    async def _queue_sms_results(self, report: Sweep) -> None:
-        if not self._prepared or not self._sms.enabled:
-            return
-        now, after, sms, zone = self._clock(), self._after_result or 0, self._sms, self._zone
-        report.sms_results_queued, self._after_result = await self._runtime.database.write(
-            lambda conn: queue_sms_results(conn, sms, zone, after, now)
-        )
-
-    async def _queue_dispatches(self, report: Sweep) -> None:
-        if not self._prepared:
-            return
-        now, after = self._clock(), self._after_dispatch or 0
-        departments, email = self._settings.departments, self._email
-        report.dispatches_queued, self._after_dispatch = await self._runtime.database.write(
-            lambda conn: queue_dispatch_notices(conn, departments, email, after, now)
-        )
-        if report.dispatches_queued:
-            log.info("dispatch_notices_queued", count=report.dispatches_queued)
-
-    async def _queue_clock_notices(self, report: Sweep) -> None:
-        if not self._prepared:
-            return
-        now, after = self._clock(), self._after_clock or 0
-        departments, email = self._settings.departments, self._email
-        report.clock_notices_queued, self._after_clock = await self._runtime.database.write(
-            lambda conn: queue_clock_notices(conn, departments, email, after, now)
-        )
-        if report.clock_notices_queued:
-            log.info("clock_notices_queued", count=report.clock_notices_queued)
-
-    async def _queue_result_mails(self, report: Sweep) -> None:
-        if not self._prepared:
-            return
-        now, after, email = self._clock(), self._after_result_mail or 0, self._email
-        report.result_mails_queued, self._after_result_mail = await self._runtime.database.write(
-            lambda conn: queue_result_mails(conn, email, after, now)
-        )
-
-    async def _queue_work_orders(self, report: Sweep) -> None:
-        if not self._prepared:
-            return
-        now, after, departments = self._clock(), self._after_work_order or 0, self._departments
-        report.work_orders_queued, self._after_work_order = await self._runtime.database.write(
-            lambda conn: queue_work_orders(conn, departments, after, now)
-        )
+        report.queued[kind] = queued
+        if queued:
+            log.info("notices_queued", notification=kind, count=queued)
 
     async def _deliver_work_orders(self, report: Sweep) -> None:
         hooks = {d.key: d.webhook for d in self._departments if d.webhook is not None}
         if not hooks:
             return
         client = self._http()
-        now = self._clock()
-        lease = timedelta(seconds=self._outbox.lease_seconds)
-        limit = self._outbox.batch_size
-        kinds = NotificationKind.WEBHOOK
-        due = await self._runtime.database.write(
-            lambda conn: claim_due(conn, NOTIFICATIONS, now, lease=lease, limit=limit, kinds=kinds)
-        )
+        due = await self._claim(NotificationKind.WEBHOOK)
 
         async def send(item: DueNotification) -> AttemptOutcome:
             hook = hooks.get(item.recipient)
@@ -278,6 +227,15 @@ class NotifyWorker:
             return await post_work_order(client, hook, order, self._clock)
 
         await self._send_all(due, send, report)
+
+    async def _claim(self, kinds: tuple[str, ...]) -> list[DueNotification]:
+        """The due rows of one transport, leased to this worker."""
+        now = self._clock()
+        lease = timedelta(seconds=self._outbox.lease_seconds)
+        limit = self._outbox.batch_size
+        return await self._runtime.database.write(
+            lambda conn: claim_due(conn, NOTIFICATIONS, now, lease=lease, limit=limit, kinds=kinds)
+        )
 
     def _http(self) -> httpx.AsyncClient:
         """One client for every HTTP delivery (SMS gateway, work-order systems), kept open."""
@@ -311,13 +269,7 @@ class NotifyWorker:
                 self._told_unconfigured = True
                 log.warning("notify_outbound_not_configured", hint="set email.outbound")
             return
-        now = self._clock()
-        lease = timedelta(seconds=self._outbox.lease_seconds)
-        limit = self._outbox.batch_size
-        mail = NotificationKind.MAIL
-        due = await self._runtime.database.write(
-            lambda conn: claim_due(conn, NOTIFICATIONS, now, lease=lease, limit=limit, kinds=mail)
-        )
+        due = await self._claim(NotificationKind.MAIL)
 
         async def send(item: DueNotification) -> AttemptOutcome:
             return (await self._send(item, server)).outcome()
@@ -332,13 +284,7 @@ class NotifyWorker:
         sender = self._sms_sender
         if sender is None:
             return
-        now = self._clock()
-        lease = timedelta(seconds=self._outbox.lease_seconds)
-        limit = self._outbox.batch_size
-        sms = NotificationKind.SMS
-        due = await self._runtime.database.write(
-            lambda conn: claim_due(conn, NOTIFICATIONS, now, lease=lease, limit=limit, kinds=sms)
-        )
+        due = await self._claim(NotificationKind.SMS)
 
         async def send(item: DueNotification) -> AttemptOutcome:
             try:

@@ -32,7 +32,7 @@ from store.models import Complainant, Event, Ticket
 from store.notification_models import Notification, NotificationKind
 from store.notification_outbox import NOTIFICATIONS
 from store.outbox import enqueue, new_events, newest_event_id
-from store.tickets import NewTicket, confidential_sources, event_time
+from store.tickets import NewTicket, confidential_sources, event_time, feedback_result
 
 # An urge older than this when the sweep first sees it is history (a worker deployed on an
 # existing database, or one down for a week): a notice now would only confuse the department.
@@ -134,17 +134,6 @@ def queue_acknowledgements(
     return enqueue(conn, NOTIFICATIONS, rows, now)
 
 
-def last_urge_event(conn: Connection) -> int:
-    """Where the urge sweep starts after a restart: the event of the newest notice."""
-    detail = conn.execute(
-        select(col(Notification.detail))
-        .where(col(Notification.kind) == NotificationKind.URGE)
-        .order_by(col(Notification.id).desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    return int((detail or {}).get("event_id", 0))
-
-
 def queue_urge_notices(
     conn: Connection,
     departments: Sequence[Department],
@@ -182,17 +171,6 @@ def queue_urge_notices(
 # Every way a ticket reaches a department: the router's dispatch, a staff dispatch or
 # transfer, the referring authority's return (退单) to a named department.
 DISPATCH_EVENTS = ("dispatched", "dispatch", "transfer", "referral_returned")
-
-
-def last_dispatch_event(conn: Connection) -> int:
-    """Where the dispatch sweep starts after a restart: the event of the newest notice."""
-    detail = conn.execute(
-        select(col(Notification.detail))
-        .where(col(Notification.kind) == NotificationKind.DISPATCH)
-        .order_by(col(Notification.id).desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    return int((detail or {}).get("event_id", 0))
 
 
 def queue_dispatch_notices(
@@ -252,17 +230,6 @@ def queue_dispatch_notices(
 # a complaint unresolved for a month, raised to major, is reported upward: the office only.
 CLOCK_EVENTS = ("clock_due_soon", "clock_breached", "severity_raised")
 UNRESOLVED_RULE = "severity.unresolved_too_long"
-
-
-def last_clock_event(conn: Connection) -> int:
-    """Where the clock-notice sweep starts after a restart: the event of the newest notice."""
-    detail = conn.execute(
-        select(col(Notification.detail))
-        .where(col(Notification.kind) == NotificationKind.CLOCK)
-        .order_by(col(Notification.id).desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    return int((detail or {}).get("event_id", 0))
 
 
 def queue_clock_notices(
@@ -351,31 +318,6 @@ def queue_batch_notice(
 MAIL_FEEDBACK = frozenset({"email", "mail", "邮件", "电子邮件"})
 
 
-def last_result_mail_event(conn: Connection) -> int:
-    """Where the result sweep starts after a restart: the event of the newest result mail."""
-    detail = conn.execute(
-        select(col(Notification.detail))
-        .where(col(Notification.kind) == NotificationKind.RESULT)
-        .order_by(col(Notification.id).desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    return int((detail or {}).get("event_id", 0))
-
-
-def _feedback_result(conn: Connection, ticket_id: int, feedback: dict[str, Any]) -> str:
-    """The feedback's own ``message``, else the handling result."""
-    message = feedback.get("message")
-    if isinstance(message, str) and message.strip():
-        return message.strip()
-    handled = conn.execute(
-        select(col(Event.detail))
-        .where(col(Event.ticket_id) == ticket_id, col(Event.kind) == "handle")
-        .order_by(col(Event.id).desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    return str((handled or {}).get("result") or "已办理完毕 (handled)")
-
-
 def queue_result_mails(
     conn: Connection, email: EmailSettings, after_event_id: int, now: datetime
 ) -> tuple[int, int]:
@@ -407,7 +349,7 @@ def queue_result_mails(
         ).scalar_one_or_none()
         facts = {
             "event_id": event.event_id,
-            "result": _feedback_result(conn, event.ticket_id, detail),
+            "result": feedback_result(conn, event.ticket_id, detail),
             "in_reply_to": (ack or {}).get("in_reply_to"),
             "reply_to": (ack or {}).get("reply_to"),
         }

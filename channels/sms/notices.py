@@ -28,7 +28,7 @@ from store.models import Complainant, Event, Ticket
 from store.notification_models import Notification, NotificationKind
 from store.notification_outbox import NOTIFICATIONS
 from store.outbox import enqueue, new_events, newest_event_id
-from store.tickets import NewTicket
+from store.tickets import NewTicket, feedback_result
 
 # The feedback channels staff record that mean "we told them by SMS".
 SMS_FEEDBACK = frozenset({"sms", "短信"})
@@ -99,31 +99,6 @@ def queue_sms_acknowledgements(
     return enqueue(conn, NOTIFICATIONS, rows, now)
 
 
-def last_result_event(conn: Connection) -> int:
-    """Where the result sweep starts after a restart: the event of the newest SMS result."""
-    detail = conn.execute(
-        select(col(Notification.detail))
-        .where(col(Notification.kind) == NotificationKind.SMS_RESULT)
-        .order_by(col(Notification.id).desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    return int((detail or {}).get("event_id", 0))
-
-
-def _result_text(conn: Connection, ticket_id: int, feedback: dict[str, Any]) -> str:
-    """What we tell them: the feedback's own ``message``, else the handling result."""
-    message = feedback.get("message")
-    if isinstance(message, str) and message.strip():
-        return message.strip()
-    handled = conn.execute(
-        select(col(Event.detail))
-        .where(col(Event.ticket_id) == ticket_id, col(Event.kind) == "handle")
-        .order_by(col(Event.id).desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    return str((handled or {}).get("result") or "已办理完毕")
-
-
 def queue_sms_results(
     conn: Connection, sms: SmsSettings, zone: ZoneInfo, after_event_id: int, now: datetime
 ) -> tuple[int, int]:
@@ -149,7 +124,10 @@ def queue_sms_results(
         phone = _recipient(sms, event.phone, bool(event.anonymous))
         if phone is None:
             continue
-        facts = {"event_id": event.event_id, "result": _result_text(conn, event.ticket_id, detail)}
+        facts = {
+            "event_id": event.event_id,
+            "result": feedback_result(conn, event.ticket_id, detail),
+        }
         kind = NotificationKind.SMS_RESULT
         rows.append(
             _row(kind, str(event.event_id), event.ticket_id, event.number, phone, due, facts)

@@ -21,17 +21,6 @@ from store.outbox import enqueue, new_events, newest_event_id
 from store.tickets import confidential_sources, event_time
 
 
-def last_work_order_event(conn: Connection) -> int:
-    """Where the sweep starts after a restart: the event of the newest work order."""
-    detail = conn.execute(
-        select(col(Notification.detail))
-        .where(col(Notification.kind) == NotificationKind.WORK_ORDER)
-        .order_by(col(Notification.id).desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    return int((detail or {}).get("event_id", 0))
-
-
 def queue_work_orders(
     conn: Connection, departments: Sequence[Department], after_event_id: int, now: datetime
 ) -> tuple[int, int]:
