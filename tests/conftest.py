@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 
 from tests.stack import MODES, Stack, open_stack
 from tests.support_http import agent_api, agent_tokens, embedded_agent_api
@@ -18,6 +20,29 @@ __all__ = [
     "embedded_stack",
     "stack",
 ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loggers_never_cached() -> Iterator[None]:
+    """A test that runs a command in-process (``check-config`` through click's runner) calls
+    ``configure_logging``, whose loggers are cached on first use (a production speed-up): a
+    later test's ``capture_logs`` would then miss every logger first used in between. In the
+    tests nothing is cached, so every test can see the lines it asserts on."""
+    configure = structlog.configure
+
+    def uncached(*args: Any, **kwargs: Any) -> None:
+        configure(*args, **{**kwargs, "cache_logger_on_first_use": False})
+
+    structlog.configure = uncached  # type: ignore[assignment]
+    yield
+    structlog.configure = configure
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults_after_each_test() -> Iterator[None]:
+    """``configure_logging`` in one test (an in-process command) is not another test's."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(params=MODES)
